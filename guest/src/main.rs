@@ -1,0 +1,51 @@
+//! `balloon-guest`: the guest side of the balloon_rs QEMU harness.
+//!
+//! A static binary in the test initramfs with two jobs:
+//! - `agent TTY`: serve the host's commands on a serial port (see `agent`);
+//! - `workload ...`: allocate, touch, hold and free memory with a chosen
+//!   content, so host-side sharing and compression tiers get real data.
+//!
+//! It uses `std` only, so it links statically without extra crates.
+
+mod agent;
+mod workload;
+
+use std::process::ExitCode;
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage:\n  balloon-guest agent TTY\n  balloon-guest workload --mib N [--content zeros|dup|text|random] \
+         [--hold SECS] [--verify]\n\nworkload: --hold 0 holds until killed (default 0)."
+    );
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("agent") => match args.get(1) {
+            Some(tty) => match agent::serve(tty) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("balloon-guest agent: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            None => usage(),
+        },
+        Some("workload") => match workload::Options::parse(&args[1..]) {
+            Ok(opts) => match workload::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("balloon-guest workload: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("balloon-guest workload: {e}");
+                usage()
+            }
+        },
+        _ => usage(),
+    }
+}

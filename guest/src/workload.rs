@@ -1,0 +1,208 @@
+//! A memory workload: allocate N MiB, write every page with a chosen content,
+//! hold it, optionally verify it, free it.
+//!
+//! Contents, chosen for the host's reclamation tiers:
+//! - `zeros`: every page zero (KSM's zero-page merging);
+//! - `dup`: every page the same non-zero 4 KiB pattern (page sharing);
+//! - `text`: varied English-like text, which compresses about 3:1 (zswap);
+//! - `random`: incompressible, unique pages (only swapping helps).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const PAGE: usize = 4096;
+const MIB: usize = 1 << 20;
+
+/// What to write into every page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    Zeros,
+    Dup,
+    Text,
+    Random,
+}
+
+impl std::str::FromStr for Content {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zeros" => Ok(Self::Zeros),
+            "dup" => Ok(Self::Dup),
+            "text" => Ok(Self::Text),
+            "random" => Ok(Self::Random),
+            other => Err(format!(
+                "unknown content '{other}' (zeros, dup, text, random)"
+            )),
+        }
+    }
+}
+
+/// Command-line options of `balloon-guest workload`.
+#[derive(Debug)]
+pub struct Options {
+    pub mib: usize,
+    pub content: Content,
+    /// Seconds to hold the memory; 0 holds until the process is killed.
+    pub hold: u64,
+    pub verify: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let mut opts = Options {
+            mib: 0,
+            content: Content::Random,
+            hold: 0,
+            verify: false,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
+            match arg.as_str() {
+                "--mib" => opts.mib = value("--mib")?.parse().map_err(|e| format!("--mib: {e}"))?,
+                "--content" => opts.content = value("--content")?.parse()?,
+                "--hold" => {
+                    opts.hold = value("--hold")?
+                        .parse()
+                        .map_err(|e| format!("--hold: {e}"))?
+                }
+                "--verify" => opts.verify = true,
+                other => return Err(format!("unknown option '{other}'")),
+            }
+        }
+        if opts.mib == 0 {
+            return Err("--mib must be at least 1".into());
+        }
+        Ok(opts)
+    }
+}
+
+/// The byte at `offset` of page `page` for `content` (deterministic, so that
+/// `--verify` can recompute it).
+fn fill_page(content: Content, page: usize, buf: &mut [u8]) {
+    match content {
+        Content::Zeros => buf.fill(0),
+        Content::Dup => {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = (i.wrapping_mul(31) ^ 0x5a) as u8;
+            }
+        }
+        Content::Text => {
+            const WORDS: [&str; 16] = [
+                "balloon", "memory", "guest", "host", "page", "reclaim", "kernel", "virtio",
+                "inflate", "deflate", "pressure", "share", "compress", "swap", "target", "actual",
+            ];
+            let mut seed = page as u64 ^ 0x9e37_79b9_7f4a_7c15;
+            let mut pos = 0;
+            while pos < buf.len() {
+                seed = xorshift(seed);
+                let word = WORDS[(seed % 16) as usize].as_bytes();
+                let n = word.len().min(buf.len() - pos);
+                buf[pos..pos + n].copy_from_slice(&word[..n]);
+                pos += n;
+                if pos < buf.len() {
+                    buf[pos] = if seed % 11 == 0 { b'\n' } else { b' ' };
+                    pos += 1;
+                }
+            }
+        }
+        Content::Random => {
+            let mut seed = (page as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            for chunk in buf.chunks_mut(8) {
+                seed = xorshift(seed);
+                chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+            }
+        }
+    }
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// Runs the workload; prints progress lines the harness reads.
+pub fn run(opts: &Options) -> Result<(), String> {
+    let len = opts.mib * MIB;
+    let mut mem: Vec<u8> = Vec::new();
+    mem.try_reserve_exact(len)
+        .map_err(|e| format!("cannot reserve {} MiB: {e}", opts.mib))?;
+    // `resize` writes every byte (the allocation came from malloc, not
+    // calloc), so every page is faulted in even for `zeros`.
+    mem.resize(len, 0);
+    let start = Instant::now();
+    for (page, chunk) in mem.chunks_mut(PAGE).enumerate() {
+        fill_page(opts.content, page, chunk);
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "workload: touched {} MiB ({:?}) in {:.0} ms, {:.0} MiB/s",
+        opts.mib,
+        opts.content,
+        secs * 1e3,
+        opts.mib as f64 / secs
+    );
+    let _ = std::io::stdout().flush();
+
+    if opts.hold == 0 {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(opts.hold));
+
+    if opts.verify {
+        let mut expect = vec![0u8; PAGE];
+        for (page, chunk) in mem.chunks(PAGE).enumerate() {
+            fill_page(opts.content, page, &mut expect[..chunk.len()]);
+            if chunk != &expect[..chunk.len()] {
+                return Err(format!("verify: page {page} changed"));
+            }
+        }
+        println!("workload: verified {} MiB", opts.mib);
+    }
+    drop(mem);
+    println!("workload: freed {} MiB", opts.mib);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dup_pages_are_identical_and_random_pages_differ() {
+        let (mut a, mut b) = (vec![0u8; PAGE], vec![0u8; PAGE]);
+        fill_page(Content::Dup, 1, &mut a);
+        fill_page(Content::Dup, 2, &mut b);
+        assert_eq!(a, b);
+        assert!(a.iter().any(|&x| x != 0));
+        fill_page(Content::Random, 1, &mut a);
+        fill_page(Content::Random, 2, &mut b);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn text_is_printable() {
+        let mut a = vec![0u8; PAGE];
+        fill_page(Content::Text, 7, &mut a);
+        assert!(a
+            .iter()
+            .all(|&c| c == b' ' || c == b'\n' || c.is_ascii_lowercase()));
+    }
+
+    #[test]
+    fn options_parse_and_reject() {
+        let args: Vec<String> = ["--mib", "64", "--content", "text", "--hold", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let o = Options::parse(&args).unwrap();
+        assert_eq!((o.mib, o.content, o.hold), (64, Content::Text, 5));
+        assert!(Options::parse(&["--mib".to_string()]).is_err());
+        assert!(Options::parse(&["--mib".into(), "0".into()]).is_err());
+        assert!(Options::parse(&["--content".into(), "x".into()]).is_err());
+    }
+}

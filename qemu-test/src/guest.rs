@@ -1,0 +1,459 @@
+//! Booting and driving one QEMU guest.
+
+use crate::agent::{Agent, Output};
+use crate::logscan;
+use crate::procfs::{MemInfo, VmStat};
+use crate::qmp::Qmp;
+use crate::{initramfs, Artifacts, Driver, Error, Result};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The QOM id of the balloon device in every guest.
+pub const BALLOON_ID: &str = "balloon0";
+
+/// How long a guest may take to boot to its agent (TCG on a busy 2-core host).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Default time a guest command may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// QEMU's accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Software emulation (multi-threaded TCG): the default, because KVM
+    /// guests hang on the machines this project is developed on.
+    Tcg,
+    /// KVM, only when asked for with `BALLOON_RS_ACCEL=kvm`.
+    Kvm,
+}
+
+impl Accel {
+    /// `BALLOON_RS_ACCEL` (`tcg` or `kvm`), default TCG.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("BALLOON_RS_ACCEL").as_deref() {
+            Err(_) | Ok("") | Ok("tcg") => Ok(Accel::Tcg),
+            Ok("kvm") => Ok(Accel::Kvm),
+            Ok(other) => Err(Error::Check(format!(
+                "BALLOON_RS_ACCEL={other}: expected tcg or kvm"
+            ))),
+        }
+    }
+
+    fn qemu_arg(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg,thread=multi",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// What to boot.
+#[derive(Clone, Debug)]
+pub struct GuestConfig {
+    /// A short name for logs and directories.
+    pub name: String,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Extra `virtio-balloon-pci` properties, e.g. `deflate-on-oom=on`.
+    pub balloon_props: Vec<String>,
+    /// Extra QEMU arguments (e.g. an iothread object).
+    pub extra_qemu_args: Vec<String>,
+    /// Extra kernel command line.
+    pub kernel_args: String,
+    /// Accelerator.
+    pub accel: Accel,
+}
+
+impl GuestConfig {
+    /// A 512 MiB, 2-vCPU guest with a plain balloon device.
+    pub fn new(name: &str) -> Result<Self> {
+        Ok(Self {
+            name: name.to_string(),
+            mem_mib: 512,
+            cpus: 2,
+            balloon_props: Vec::new(),
+            extra_qemu_args: Vec::new(),
+            kernel_args: String::new(),
+            accel: Accel::from_env()?,
+        })
+    }
+
+    /// The QEMU command line (without the program) for files in `dir`.
+    pub fn qemu_args(&self, artifacts: &Artifacts, dir: &Path, interactive: bool) -> Vec<String> {
+        let p = |f: &str| dir.join(f).display().to_string();
+        let mut balloon = format!("virtio-balloon-pci,id={BALLOON_ID}");
+        for prop in &self.balloon_props {
+            balloon.push(',');
+            balloon.push_str(prop);
+        }
+        let mut append = String::from("console=ttyS0 panic=-1");
+        if interactive {
+            append.push_str(" balloon_rs.interactive");
+        }
+        if !self.kernel_args.is_empty() {
+            append.push(' ');
+            append.push_str(&self.kernel_args);
+        }
+        let console = if interactive {
+            "mon:stdio".to_string()
+        } else {
+            format!("file:{}", p("console.log"))
+        };
+        let mut args: Vec<String> = [
+            "-name",
+            &self.name,
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-accel",
+            self.accel.qemu_arg(),
+            "-smp",
+            &self.cpus.to_string(),
+            "-m",
+            &format!("{}M", self.mem_mib),
+            "-kernel",
+            &artifacts.kernel.display().to_string(),
+            "-initrd",
+            &p("initramfs.cpio"),
+            "-append",
+            &append,
+            "-serial",
+            &console,
+            "-chardev",
+            &format!(
+                "socket,id=agent,path={},server=on,wait=off",
+                p("agent.sock")
+            ),
+            "-serial",
+            "chardev:agent",
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", p("qmp.sock")),
+            "-device",
+            &balloon,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.extra_qemu_args.iter().cloned());
+        args
+    }
+}
+
+/// Creates a fresh directory for one guest's sockets, initramfs and logs.
+pub fn guest_dir(name: &str) -> Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Socket paths must stay under 108 bytes: use the system temp dir.
+    let dir = std::env::temp_dir().join(format!("balloon_rs-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Writes the test initramfs into `dir`.
+pub fn write_initramfs(artifacts: &Artifacts, dir: &Path) -> Result<()> {
+    let path = dir.join("initramfs.cpio");
+    std::fs::write(&path, initramfs::build(artifacts)?)
+        .map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// A running guest. Dropping it kills QEMU; [`Guest::shutdown`] ends it
+/// cleanly and checks the console log.
+pub struct Guest {
+    /// The config it was booted with.
+    pub config: GuestConfig,
+    child: Child,
+    dir: PathBuf,
+    qmp: Qmp,
+    agent: Agent,
+    done: bool,
+}
+
+impl Guest {
+    /// Boots a guest and waits until its agent answers.
+    pub fn boot(config: GuestConfig) -> Result<Self> {
+        let artifacts = Artifacts::locate()?;
+        let dir = guest_dir(&config.name)?;
+        write_initramfs(&artifacts, &dir)?;
+        let log =
+            std::fs::File::create(dir.join("qemu.log")).map_err(Error::io("creating qemu.log"))?;
+        let mut cmd = Command::new(&artifacts.qemu);
+        cmd.args(config.qemu_args(&artifacts, &dir, false))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(Error::io("cloning qemu.log"))?)
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it makes QEMU die with the test
+        // process, so no guest outlives a killed test run.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            program: artifacts.qemu.display().to_string(),
+            source,
+        })?;
+        tracing::info!(name = %config.name, pid = child.id(), dir = %dir.display(), "QEMU started");
+        // From here on, `Guest`'s Drop kills QEMU on any error.
+        let mut partial = PartialGuest {
+            child: Some(child),
+            dir: dir.clone(),
+        };
+        let qmp = Qmp::connect(&dir.join("qmp.sock"), Duration::from_secs(20), BALLOON_ID)
+            .map_err(|e| partial.explain(e, "connecting to QMP"))?;
+        let agent = Agent::connect(&dir.join("agent.sock"), Duration::from_secs(20))
+            .map_err(|e| partial.explain(e, "connecting to the agent"))?;
+        let child = partial
+            .child
+            .take()
+            .ok_or_else(|| Error::Check("lost the QEMU child".into()))?;
+        let mut guest = Guest {
+            config,
+            child,
+            dir,
+            qmp,
+            agent,
+            done: false,
+        };
+        guest.wait_for_agent()?;
+        Ok(guest)
+    }
+
+    fn wait_for_agent(&mut self) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < BOOT_TIMEOUT {
+            self.check_alive("booting")?;
+            if let Some(out) = self.agent.run("true", Duration::from_secs(2))? {
+                if out.code == 0 {
+                    tracing::info!(name = %self.config.name, secs = start.elapsed().as_secs_f64(), "guest up");
+                    return Ok(());
+                }
+            }
+        }
+        Err(self.timeout("the guest agent to answer after boot", BOOT_TIMEOUT))
+    }
+
+    /// The guest's directory (console log, QEMU log, sockets).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The console log so far.
+    pub fn console(&self) -> String {
+        std::fs::read(self.dir.join("console.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn tail(&self) -> String {
+        logscan::tail(&self.console(), 40)
+    }
+
+    fn timeout(&self, what: &str, after: Duration) -> Error {
+        Error::Timeout {
+            what: what.to_string(),
+            secs: after.as_secs_f64(),
+            tail: self.tail(),
+        }
+    }
+
+    /// Fails with the console tail if QEMU has exited.
+    pub fn check_alive(&mut self, doing: &str) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                self.done = true;
+                Err(Error::QemuExited {
+                    status: status.to_string(),
+                    doing: doing.to_string(),
+                    tail: self.tail(),
+                })
+            }
+            Err(e) => Err(Error::io("waiting for QEMU")(e)),
+        }
+    }
+
+    /// Runs a shell command in the guest with a timeout.
+    pub fn run_timeout(&mut self, command: &str, timeout: Duration) -> Result<Output> {
+        self.check_alive(&format!("running `{command}`"))?;
+        match self.agent.run(command, timeout) {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => {
+                self.check_alive(&format!("running `{command}`"))?;
+                Err(self.timeout(&format!("`{command}`"), timeout))
+            }
+            Err(e) => {
+                // A broken channel usually means QEMU is going away: give it
+                // a moment to exit so the error names the real cause.
+                for _ in 0..50 {
+                    self.check_alive(&format!("running `{command}`"))?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs a shell command in the guest.
+    pub fn run(&mut self, command: &str) -> Result<Output> {
+        self.run_timeout(command, COMMAND_TIMEOUT)
+    }
+
+    /// Runs a shell command that must succeed; returns its output.
+    pub fn sh(&mut self, command: &str) -> Result<String> {
+        let out = self.run(command)?;
+        if out.code != 0 {
+            return Err(Error::Command {
+                command: command.to_string(),
+                code: out.code,
+                output: out.text,
+            });
+        }
+        Ok(out.text)
+    }
+
+    /// The guest's `/proc/meminfo`.
+    pub fn meminfo(&mut self) -> Result<MemInfo> {
+        MemInfo::parse(&self.sh("cat /proc/meminfo")?)
+    }
+
+    /// The guest's `/proc/vmstat`.
+    pub fn vmstat(&mut self) -> Result<VmStat> {
+        VmStat::parse(&self.sh("cat /proc/vmstat")?)
+    }
+
+    /// Loads a balloon driver module.
+    pub fn load(&mut self, driver: Driver) -> Result<()> {
+        self.sh(&format!("insmod /lib/modules/{}", driver.file_name()))?;
+        Ok(())
+    }
+
+    /// Unloads a balloon driver module.
+    pub fn unload(&mut self, driver: Driver) -> Result<()> {
+        self.sh(&format!("rmmod {}", driver.module_name()))?;
+        Ok(())
+    }
+
+    /// The driver bound to the balloon device, if any (from sysfs).
+    pub fn bound_driver(&mut self) -> Result<Option<String>> {
+        let out = self.run("basename $(readlink /sys/bus/virtio/devices/virtio0/driver)")?;
+        Ok((out.code == 0)
+            .then(|| out.text.trim().to_string())
+            .filter(|s| !s.is_empty()))
+    }
+
+    /// The QMP connection.
+    pub fn qmp(&mut self) -> &mut Qmp {
+        &mut self.qmp
+    }
+
+    /// QEMU's resident memory in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        crate::procfs::rss_kib(self.child.id())
+    }
+
+    /// Fails if the console log shows a kernel warning, bug, oops or panic.
+    pub fn check_log(&self) -> Result<()> {
+        let log = self.console();
+        let problems = logscan::kernel_problems(&log);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::KernelLog {
+            log: self.dir.join("console.log").display().to_string(),
+            lines: problems
+                .iter()
+                .map(|(n, l)| format!("{n}: {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            tail: logscan::tail(&log, 60),
+        })
+    }
+
+    /// Stops the guest (QMP `quit`, then SIGKILL if it lingers), then checks
+    /// the console log. The guest's directory is removed when all is well
+    /// and kept (and named in the error) otherwise.
+    pub fn shutdown(mut self) -> Result<()> {
+        let _ = self.qmp.quit();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill_and_reap(&mut self.child);
+        self.done = true;
+        self.check_log()?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+fn kill_and_reap(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+        if !self.done {
+            eprintln!(
+                "guest {} was not shut down cleanly; its files are in {}\n--- console tail ---\n{}",
+                self.config.name,
+                self.dir.display(),
+                self.tail()
+            );
+        }
+    }
+}
+
+/// QEMU between spawn and a working QMP/agent connection.
+struct PartialGuest {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl PartialGuest {
+    fn explain(&mut self, e: Error, doing: &str) -> Error {
+        let tail = logscan::tail(
+            &String::from_utf8_lossy(&std::fs::read(self.dir.join("qemu.log")).unwrap_or_default()),
+            20,
+        );
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Error::QemuExited {
+                    status: status.to_string(),
+                    doing: doing.to_string(),
+                    tail,
+                };
+            }
+        }
+        Error::Check(format!("{doing}: {e}\n--- qemu.log ---\n{tail}"))
+    }
+}
+
+impl Drop for PartialGuest {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Scanning a guest console log for kernel trouble.
+
+/// Markers that fail a guest test wherever they appear in the console log.
+pub const BAD_MARKERS: [&str; 6] = [
+    "WARNING:",
+    "BUG:",
+    "Oops",
+    "Call Trace",
+    "Kernel panic",
+    "kernel BUG",
+];
+
+/// Lines of `log` that contain a bad marker, each with its line number.
+pub fn kernel_problems(log: &str) -> Vec<(usize, &str)> {
+    log.lines()
+        .enumerate()
+        .filter(|(_, line)| BAD_MARKERS.iter().any(|m| line.contains(m)))
+        .map(|(i, line)| (i + 1, line))
+        .collect()
+}
+
+/// The last `n` lines of `log`.
+pub fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_each_marker_with_line_numbers() {
+        let log = "[0.1] ok\n[0.2] WARNING: CPU: 0 PID: 1 at mm/x.c:1\n[0.3] Call Trace:\n\
+                   [0.4] BUG: unable to handle page fault\n[0.5] Oops: 0002\n[0.6] Kernel panic - not syncing";
+        let found = kernel_problems(log);
+        assert_eq!(
+            found.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec![2, 3, 4, 5, 6]
+        );
+    }
+
+    #[test]
+    fn clean_log_has_no_problems() {
+        let log = "[0.1] balloon_rs: probed virtio0: num_pages=32768\n[0.2] warning-free\n";
+        assert!(kernel_problems(log).is_empty());
+    }
+
+    #[test]
+    fn tail_takes_last_lines() {
+        assert_eq!(tail("a\nb\nc\nd", 2), "c\nd");
+        assert_eq!(tail("a", 5), "a");
+        assert_eq!(tail("", 5), "");
+    }
+}

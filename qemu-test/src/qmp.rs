@@ -1,0 +1,181 @@
+//! QMP, typed through the `qapi` crate.
+
+use crate::{Error, Result};
+use qapi::qmp;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+type Stream = qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>;
+
+/// A QMP connection to one QEMU.
+pub struct Qmp {
+    inner: qapi::Qmp<Stream>,
+    /// The QOM path of the balloon device, for guest stats.
+    balloon_path: String,
+    /// `BALLOON_CHANGE` events seen (actual, in bytes), oldest first.
+    pub balloon_changes: Vec<i64>,
+}
+
+/// Guest memory statistics as QEMU reports them (`guest-stats`), by the
+/// names QEMU uses (`stat-free-memory`, ...); QEMU 7.2 knows tags 0-9.
+#[derive(Debug, Clone, Default)]
+pub struct GuestStats {
+    /// Seconds since the epoch of the last update (0: never updated).
+    pub last_update: i64,
+    /// Stat name to value.
+    pub stats: std::collections::BTreeMap<String, u64>,
+}
+
+fn qmp_err(command: &str) -> impl FnOnce(qapi::ExecuteError) -> Error + '_ {
+    move |e| Error::Qmp {
+        command: command.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl Qmp {
+    /// Connects to the QMP socket at `path`, retrying until `timeout` (QEMU
+    /// creates the socket shortly after it starts), and negotiates
+    /// capabilities.
+    pub fn connect(path: &Path, timeout: Duration, balloon_id: &str) -> Result<Self> {
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(Error::Qmp {
+                        command: "connect".into(),
+                        message: format!("{}: {e}", path.display()),
+                    })
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(Error::io("setting the QMP read timeout"))?;
+        let reader = stream
+            .try_clone()
+            .map_err(Error::io("cloning the QMP socket"))?;
+        let mut inner = qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(reader), stream));
+        inner.handshake().map_err(qmp_err("qmp_capabilities"))?;
+        Ok(Self {
+            inner,
+            balloon_path: format!("/machine/peripheral/{balloon_id}"),
+            balloon_changes: Vec::new(),
+        })
+    }
+
+    fn collect_events(&mut self) {
+        for event in self.inner.events() {
+            if let qmp::Event::BALLOON_CHANGE { data, .. } = event {
+                self.balloon_changes.push(data.actual);
+            }
+        }
+    }
+
+    /// Runs a typed QMP command.
+    pub fn execute<C: qapi::Command>(&mut self, command: &C) -> Result<C::Ok> {
+        let r = self.inner.execute(command).map_err(qmp_err(C::NAME));
+        self.collect_events();
+        r
+    }
+
+    /// Sets the balloon target: the guest's memory size in bytes.
+    pub fn set_guest_size(&mut self, bytes: u64) -> Result<()> {
+        self.execute(&qmp::balloon {
+            value: bytes as i64,
+        })?;
+        Ok(())
+    }
+
+    /// The guest's current memory size as QEMU sees it (`query-balloon`
+    /// `actual`, in bytes): configured size minus the balloon.
+    pub fn guest_size(&mut self) -> Result<u64> {
+        Ok(self.execute(&qmp::query_balloon {})?.actual as u64)
+    }
+
+    /// Polls `query-balloon` until `actual == bytes` or `timeout` passes;
+    /// returns the last value seen either way.
+    pub fn wait_guest_size(&mut self, bytes: u64, timeout: Duration) -> Result<(bool, u64)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let actual = self.guest_size()?;
+            if actual == bytes || Instant::now() >= deadline {
+                return Ok((actual == bytes, actual));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Asks the guest driver for statistics every `secs` seconds.
+    pub fn set_stats_interval(&mut self, secs: u32) -> Result<()> {
+        self.execute(&qmp::qom_set {
+            path: self.balloon_path.clone(),
+            property: "guest-stats-polling-interval".into(),
+            value: serde_json::json!(secs),
+        })?;
+        Ok(())
+    }
+
+    /// The last statistics the guest driver sent.
+    pub fn guest_stats(&mut self) -> Result<GuestStats> {
+        let v = self.execute(&qmp::qom_get {
+            path: self.balloon_path.clone(),
+            property: "guest-stats".into(),
+        })?;
+        parse_guest_stats(&v)
+    }
+
+    /// Asks QEMU to exit.
+    pub fn quit(&mut self) -> Result<()> {
+        self.execute(&qmp::quit {})?;
+        Ok(())
+    }
+}
+
+/// Parses QEMU's `guest-stats` object; stats the guest never sent are
+/// absent (QEMU reports them as -1).
+pub fn parse_guest_stats(v: &serde_json::Value) -> Result<GuestStats> {
+    let bad = |detail: &str| Error::Parse {
+        what: "guest-stats".into(),
+        detail: format!("{detail}: {v}"),
+    };
+    let last_update = v
+        .get("last-update")
+        .and_then(|x| x.as_i64())
+        .ok_or_else(|| bad("no last-update"))?;
+    let obj = v
+        .get("stats")
+        .and_then(|s| s.as_object())
+        .ok_or_else(|| bad("no stats object"))?;
+    let stats = obj
+        .iter()
+        .filter_map(|(k, val)| val.as_u64().map(|n| (k.clone(), n)))
+        .collect();
+    Ok(GuestStats { last_update, stats })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_stats_skip_unsent_values() {
+        let v = serde_json::json!({
+            "last-update": 1700000000,
+            "stats": {"stat-free-memory": 1048576, "stat-htlb-pgalloc": -1}
+        });
+        let s = parse_guest_stats(&v).unwrap();
+        assert_eq!(s.last_update, 1700000000);
+        assert_eq!(s.stats.get("stat-free-memory"), Some(&1048576));
+        assert!(!s.stats.contains_key("stat-htlb-pgalloc"));
+    }
+
+    #[test]
+    fn guest_stats_reject_malformed() {
+        assert!(parse_guest_stats(&serde_json::json!({"stats": {}})).is_err());
+        assert!(parse_guest_stats(&serde_json::json!({"last-update": 0})).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! Tests of the harness itself against a real guest: command exit codes, a
+//! QEMU that dies mid-test, and the QMP view of the guest.
+
+use qemu_test::{ensure, Error, Guest, GuestConfig, Result, MIB};
+
+/// Exit codes and output come back from the guest as they were.
+#[test]
+fn agent_reports_exit_codes_and_output() -> Result<()> {
+    let mut g = Guest::boot(GuestConfig::new("agent")?)?;
+    let out = g.run("echo hello; echo err >&2; exit 3")?;
+    ensure!(out.code == 3, "exit code {} (expected 3)", out.code);
+    ensure!(out.text == "hello\nerr\n", "output {:?}", out.text);
+    // A large output (the whole of /proc/vmstat, several KiB) arrives intact.
+    let vm = g.vmstat()?;
+    ensure!(vm.0.len() > 50, "only {} vmstat counters", vm.0.len());
+    // Required-success commands report failures with the command.
+    match g.sh("false") {
+        Err(Error::Command { code: 1, .. }) => {}
+        other => return Err(Error::Check(format!("sh(false) gave {other:?}"))),
+    }
+    // QMP sees the configured size with no balloon driver loaded.
+    let size = g.qmp().guest_size()?;
+    ensure!(
+        size == g.config.mem_mib * MIB,
+        "query-balloon actual {size}"
+    );
+    ensure!(g.rss_kib()? > 10 * 1024, "QEMU RSS implausibly small");
+    g.shutdown()
+}
+
+/// A QEMU that dies under the test is reported as such, with the console
+/// tail, instead of a hang; and nothing is left running.
+#[test]
+fn qemu_death_is_reported_not_hung() -> Result<()> {
+    let mut g = Guest::boot(GuestConfig::new("death")?)?;
+    let pid = g.pid();
+    // SAFETY: plain kill(2) of our own child process.
+    let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    ensure!(rc == 0, "kill failed");
+    match g.run("echo still-here") {
+        Err(Error::QemuExited { status, .. }) => ensure!(status.contains("9"), "status {status}"),
+        other => return Err(Error::Check(format!("expected QemuExited, got {other:?}"))),
+    }
+    drop(g);
+    ensure!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} still exists"
+    );
+    Ok(())
+}
+
+/// A kernel warning in the guest's console log fails the test at shutdown,
+/// naming the line. (The line is written through /dev/kmsg, so it reaches
+/// the console exactly as a kernel message does.)
+#[test]
+fn kernel_warning_in_log_fails_shutdown() -> Result<()> {
+    let mut g = Guest::boot(GuestConfig::new("warn")?)?;
+    g.sh("echo '<4>WARNING: CPU: 0 PID: 1 injected by the harness test' > /dev/kmsg")?;
+    match g.shutdown() {
+        Err(Error::KernelLog { lines, .. }) => {
+            ensure!(
+                lines.contains("injected by the harness test"),
+                "log lines: {lines}"
+            );
+            Ok(())
+        }
+        other => Err(Error::Check(format!(
+            "expected a KernelLog error, got {other:?}"
+        ))),
+    }
+}

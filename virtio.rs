@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Small safe wrappers over the C virtio API, which the 6.12 `kernel` crate
+//! does not abstract: driver registration, the device, its config space and
+//! its virtqueues.
+//!
+//! C header: [`include/linux/virtio.h`], [`include/linux/virtio_config.h`].
+//!
+//! The driver above this module never touches a raw pointer: it implements
+//! [`Driver`], and the trampolines here recover its data from `vdev->priv`.
+
+use core::{marker::PhantomData, ptr::NonNull};
+use kernel::{
+    bindings,
+    error::{code::*, from_result, to_result},
+    prelude::*,
+    str::CStr,
+    types::Opaque,
+};
+
+/// A virtio device, as the virtio core hands it to a driver's callbacks.
+///
+/// # Invariants
+///
+/// The wrapped `virtio_device` is valid for as long as a reference to this
+/// type exists.
+#[repr(transparent)]
+pub(crate) struct Device(Opaque<bindings::virtio_device>);
+
+// SAFETY: The virtio core serialises probe/remove/config_changed/freeze/restore
+// and the device's methods used here may be called from any thread.
+unsafe impl Sync for Device {}
+// SAFETY: See above; a `Device` is only ever used by reference.
+unsafe impl Send for Device {}
+
+impl Device {
+    /// Wraps a raw device pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `virtio_device` that stays valid for `'a`.
+    unsafe fn from_raw<'a>(ptr: *mut bindings::virtio_device) -> &'a Self {
+        // SAFETY: `Device` is `repr(transparent)` over the C struct, and the
+        // caller guarantees that it is valid for `'a`.
+        unsafe { &*ptr.cast::<Self>() }
+    }
+
+    fn as_raw(&self) -> *mut bindings::virtio_device {
+        self.0.get()
+    }
+
+    /// The device's index (`virtioN` in sysfs).
+    pub(crate) fn index(&self) -> i32 {
+        // SAFETY: By the type invariant the device is valid; `index` is set
+        // before probe and never changes.
+        unsafe { (*self.as_raw()).index }
+    }
+
+    /// Whether feature bit `fbit` was negotiated.
+    pub(crate) fn has_feature(&self, fbit: u32) -> bool {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::virtio_has_feature(self.as_raw(), fbit) }
+    }
+
+    /// Whether the device's virtio integers are little-endian.
+    pub(crate) fn is_little_endian(&self) -> bool {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::virtio_is_little_endian(self.as_raw()) }
+    }
+
+    /// Converts a CPU integer to the device's `__virtio32`.
+    pub(crate) fn cpu_to_virtio32(&self, v: u32) -> u32 {
+        if self.is_little_endian() {
+            v.to_le()
+        } else {
+            v.to_be()
+        }
+    }
+
+    /// Converts a CPU integer to the device's `__virtio16`.
+    pub(crate) fn cpu_to_virtio16(&self, v: u16) -> u16 {
+        if self.is_little_endian() {
+            v.to_le()
+        } else {
+            v.to_be()
+        }
+    }
+
+    /// Converts a CPU integer to the device's `__virtio64`.
+    pub(crate) fn cpu_to_virtio64(&self, v: u64) -> u64 {
+        if self.is_little_endian() {
+            v.to_le()
+        } else {
+            v.to_be()
+        }
+    }
+
+    /// Reads a little-endian `u32` at `offset` of the config space.
+    pub(crate) fn read_config_le32(&self, offset: usize) -> u32 {
+        let mut bytes = [0u8; 4];
+        // SAFETY: By the type invariant the device is valid; `bytes` is a
+        // writable buffer of the length passed.
+        unsafe {
+            bindings::virtio_cread_bytes(
+                self.as_raw(),
+                offset as u32,
+                bytes.as_mut_ptr().cast(),
+                bytes.len(),
+            )
+        };
+        u32::from_le_bytes(bytes)
+    }
+
+    /// Writes a little-endian `u32` at `offset` of the config space.
+    pub(crate) fn write_config_le32(&self, offset: usize, value: u32) {
+        let bytes = value.to_le_bytes();
+        // SAFETY: By the type invariant the device is valid, and the virtio
+        // core sets `config` before probe.
+        let set = unsafe { (*(*self.as_raw()).config).set };
+        if let Some(set) = set {
+            // SAFETY: `set` is the transport's config writer for this device;
+            // `bytes` is readable for the length passed.
+            unsafe { set(self.as_raw(), offset as u32, bytes.as_ptr().cast(), 4) };
+        }
+    }
+
+    /// Tells the device the driver is ready (`DRIVER_OK`).
+    pub(crate) fn ready(&self) {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::virtio_device_ready(self.as_raw()) }
+    }
+
+    /// Resets the device: it stops using every buffer and raises no more
+    /// interrupts.
+    pub(crate) fn reset(&self) {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::virtio_reset_device(self.as_raw()) }
+    }
+
+    /// Finds the device's virtqueues: one per entry of `infos`; entries with
+    /// no name are not set up and yield `None`.
+    pub(crate) fn find_vqs<const N: usize>(
+        &self,
+        infos: &[QueueInfo; N],
+    ) -> Result<[Option<Virtqueue>; N]> {
+        let mut raw_infos: [bindings::virtqueue_info; N] =
+            core::array::from_fn(|i| bindings::virtqueue_info {
+                name: infos[i].name.map_or(core::ptr::null(), |n| n.as_char_ptr()),
+                callback: infos[i].callback,
+                ctx: false,
+            });
+        let mut vqs = [core::ptr::null_mut::<bindings::virtqueue>(); N];
+        // SAFETY: By the type invariant the device is valid; both arrays have
+        // `N` entries, and the names are `'static`.
+        to_result(unsafe {
+            bindings::virtio_find_vqs(
+                self.as_raw(),
+                N as u32,
+                vqs.as_mut_ptr(),
+                raw_infos.as_mut_ptr(),
+                core::ptr::null_mut(),
+            )
+        })?;
+        Ok(core::array::from_fn(|i| {
+            NonNull::new(vqs[i]).map(|ptr| Virtqueue {
+                ptr,
+                _not_sync: PhantomData,
+            })
+        }))
+    }
+
+    /// Resets the device and deletes its virtqueues, consuming their handles.
+    ///
+    /// `queues` must be every queue handle of this device; a handle of
+    /// another device is refused (and its device left alone).
+    pub(crate) fn reset_and_delete_queues(&self, queues: impl IntoIterator<Item = Virtqueue>) {
+        self.reset();
+        for vq in queues {
+            // SAFETY: By the `Virtqueue` invariant the queue is valid.
+            let owner = unsafe { (*vq.ptr.as_ptr()).vdev };
+            if owner != self.as_raw() {
+                pr_warn!("refusing to delete queues: a queue of another device was passed\n");
+                return;
+            }
+        }
+        // SAFETY: By the type invariant the device is valid; it was reset so it
+        // uses no buffer, and the queue handles were consumed above: a
+        // `Virtqueue` is not `Clone`, so none is left to use them.
+        unsafe { bindings::virtio_del_vqs(self.as_raw()) }
+    }
+}
+
+/// A handle to the bound device that driver data can keep.
+///
+/// # Invariants
+///
+/// Points to a device that stays valid while its driver data exists: the
+/// wrapper creates one per probe and the data is dropped in remove, before
+/// the device goes away.
+pub(crate) struct DeviceHandle(NonNull<bindings::virtio_device>);
+
+// SAFETY: `Device` is `Send` and `Sync`, and this is a reference to one.
+unsafe impl Send for DeviceHandle {}
+// SAFETY: As above.
+unsafe impl Sync for DeviceHandle {}
+
+impl DeviceHandle {
+    /// The device.
+    pub(crate) fn get(&self) -> &Device {
+        // SAFETY: By the type invariant the device is valid while `self` is.
+        unsafe { Device::from_raw(self.0.as_ptr()) }
+    }
+}
+
+/// How to set up one virtqueue.
+pub(crate) struct QueueInfo {
+    /// The queue's name, `None` to skip it (its feature is not negotiated).
+    pub(crate) name: Option<&'static CStr>,
+    /// Called in interrupt context when the device used a buffer.
+    pub(crate) callback: bindings::vq_callback_t,
+}
+
+/// A virtqueue of a bound device.
+///
+/// # Invariants
+///
+/// `ptr` is a queue returned by `find_vqs` and not yet deleted; it is the only
+/// handle to that queue (queues are deleted only by consuming their handles).
+pub(crate) struct Virtqueue {
+    ptr: NonNull<bindings::virtqueue>,
+    _not_sync: PhantomData<*mut ()>,
+}
+
+// SAFETY: A virtqueue may be used from any thread; the methods that change it
+// take `&mut self`, so callers serialise them as the C API requires.
+unsafe impl Send for Virtqueue {}
+
+impl Virtqueue {
+    /// Number of descriptors in the ring.
+    pub(crate) fn size(&self) -> u32 {
+        // SAFETY: By the type invariant the queue is valid.
+        unsafe { bindings::virtqueue_get_vring_size(self.ptr.as_ptr()) }
+    }
+
+    /// Adds `buf` as a device-readable buffer and notifies the device.
+    ///
+    /// # Safety
+    ///
+    /// `buf` must stay valid and unchanged until the device returns it
+    /// through [`Virtqueue::get_buf`] or the device is reset.
+    pub(crate) unsafe fn add_outbuf(&mut self, buf: *const u8, len: usize) -> Result {
+        let mut sg = core::mem::MaybeUninit::<bindings::scatterlist>::uninit();
+        // SAFETY: `sg` is writable; `sg_init_one` initialises it to describe
+        // `buf`, which the caller keeps valid.
+        unsafe { bindings::sg_init_one(sg.as_mut_ptr(), buf.cast(), len as u32) };
+        // SAFETY: By the type invariant the queue is valid; `sg` was
+        // initialised above and the token is non-null.
+        to_result(unsafe {
+            bindings::virtqueue_add_outbuf(
+                self.ptr.as_ptr(),
+                sg.as_mut_ptr(),
+                1,
+                buf.cast_mut().cast(),
+                bindings::GFP_KERNEL,
+            )
+        })?;
+        // SAFETY: By the type invariant the queue is valid.
+        unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
+        Ok(())
+    }
+
+    /// Takes one buffer the device has used, returning the length it wrote.
+    pub(crate) fn get_buf(&mut self) -> Option<u32> {
+        let mut len = 0u32;
+        // SAFETY: By the type invariant the queue is valid; `len` is writable.
+        let token = unsafe { bindings::virtqueue_get_buf(self.ptr.as_ptr(), &mut len) };
+        (!token.is_null()).then_some(len)
+    }
+
+    /// Sends `buf` to the device and sleeps on `acked` until it is used.
+    ///
+    /// The buffer is borrowed for the whole exchange, so it cannot change
+    /// while the device reads it.
+    pub(crate) fn send_and_wait(&mut self, buf: &[u8], acked: &crate::wait::WaitQueue) -> Result {
+        // SAFETY: `buf` is borrowed until this function returns, and it does
+        // not return before the device gave the buffer back.
+        unsafe { self.add_outbuf(buf.as_ptr(), buf.len()) }?;
+        acked.wait_until(|| self.get_buf().is_some());
+        Ok(())
+    }
+}
+
+/// A virtio driver.
+pub(crate) trait Driver: Sized + 'static {
+    /// Per-device driver data, created in probe and stored in `vdev->priv`.
+    type Data: Send + Sync;
+    /// The driver's name.
+    const NAME: &'static CStr;
+    /// The virtio device id it binds (`VIRTIO_ID_*`).
+    const DEVICE_ID: u32;
+    /// The feature bits it knows.
+    const FEATURES: &'static [u32];
+
+    /// Drops offered features before negotiation ends.
+    fn validate(_dev: &mut Validation<'_>) -> Result {
+        Ok(())
+    }
+    /// Sets up the device and returns its data (queues found, not yet ready).
+    fn probe(dev: DeviceHandle) -> Result<Pin<KBox<Self::Data>>>;
+    /// Called once the data is in place; the driver marks the device ready.
+    fn ready(data: &Self::Data);
+    /// The device's config space changed.
+    fn config_changed(data: &Self::Data);
+    /// A virtqueue callback, with the queue's index in `find_vqs` order.
+    fn vq_interrupt(data: &Self::Data, queue: usize);
+    /// The device is being unbound; the data is dropped afterwards.
+    fn remove(data: Pin<KBox<Self::Data>>);
+    /// System sleep: quiesce the device and delete its queues.
+    fn freeze(_data: &Self::Data) -> Result {
+        Ok(())
+    }
+    /// Resume from system sleep: recreate queues and mark ready.
+    fn restore(_data: &Self::Data) -> Result {
+        Ok(())
+    }
+}
+
+/// The device while features are negotiated (`validate()`).
+pub(crate) struct Validation<'a>(&'a Device);
+
+impl Validation<'_> {
+    /// Whether the device offered feature bit `fbit`.
+    pub(crate) fn offered(&self, fbit: u32) -> bool {
+        self.0.has_feature(fbit)
+    }
+
+    /// Drops feature bit `fbit` from the negotiation.
+    pub(crate) fn clear(&mut self, fbit: u32) {
+        // SAFETY: The device is valid (type invariant of `Device`); in
+        // validate() nothing else reads or writes its feature bits.
+        unsafe { bindings::__virtio_clear_bit(self.0.as_raw(), fbit) }
+    }
+}
+
+/// Returns the callback that forwards queue `Q`'s interrupts to `T`.
+pub(crate) fn vq_callback<T: Driver, const Q: usize>() -> bindings::vq_callback_t {
+    Some(vq_trampoline::<T, Q>)
+}
+
+/// Recovers the driver data of `vdev`.
+///
+/// # Safety
+///
+/// `vdev` must be a valid device bound to driver `T`, and the returned
+/// reference must not outlive the binding.
+unsafe fn data_of<'a, T: Driver>(vdev: *mut bindings::virtio_device) -> Option<&'a T::Data> {
+    // SAFETY: The caller guarantees `vdev` is valid; `priv_` is either null or
+    // a `KBox<T::Data>` leaked by `probe_callback` and freed only in
+    // `remove_callback`.
+    unsafe { (*vdev).priv_.cast::<T::Data>().as_ref() }
+}
+
+/// # Safety
+///
+/// Called by the virtio core only, with a valid queue of a device bound to `T`.
+unsafe extern "C" fn vq_trampoline<T: Driver, const Q: usize>(vq: *mut bindings::virtqueue) {
+    // SAFETY: The virtio core calls this with a valid queue of a device bound
+    // to `T`; queues are deleted before the data is freed.
+    if let Some(data) = unsafe { data_of::<T>((*vq).vdev) } {
+        T::vq_interrupt(data, Q);
+    }
+}
+
+/// # Safety
+///
+/// Called by the virtio core only, with a valid device for driver `T`.
+unsafe extern "C" fn validate_callback<T: Driver>(vdev: *mut bindings::virtio_device) -> i32 {
+    // SAFETY: The virtio core passes a valid device for the whole callback.
+    let dev = unsafe { Device::from_raw(vdev) };
+    from_result(|| T::validate(&mut Validation(dev)).map(|()| 0))
+}
+
+/// # Safety
+///
+/// Called by the virtio core only, with a valid device for driver `T`.
+unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut bindings::virtio_device) -> i32 {
+    from_result(|| {
+        // SAFETY: The virtio core passes a valid device pointer that stays valid
+        // until remove, when the data holding this handle is dropped.
+        let vdev_nn = unsafe { NonNull::new_unchecked(vdev) };
+        // SAFETY: As above, `config` is valid for a device being probed.
+        if unsafe { (*(*vdev).config).get }.is_none() {
+            pr_err!("probe failure: config access disabled\n");
+            return Err(EINVAL);
+        }
+        let data = T::probe(DeviceHandle(vdev_nn))?;
+        // SAFETY: The data is pinned in the box; it is only ever turned back
+        // into a `Pin<KBox>` by `remove_callback`.
+        let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(data) });
+        // SAFETY: The device is valid; no callback reads `priv_` before the
+        // driver posts buffers or marks the device ready, which happens below.
+        unsafe { (*vdev).priv_ = raw.cast() };
+        // SAFETY: `raw` was just leaked and stays valid until remove.
+        T::ready(unsafe { &*raw });
+        Ok(0)
+    })
+}
+
+/// # Safety
+///
+/// Called by the virtio core only, with a valid device for driver `T`.
+unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut bindings::virtio_device) {
+    // SAFETY: The virtio core passes the valid device that was probed.
+    let raw = unsafe { (*vdev).priv_.cast::<T::Data>() };
+    if raw.is_null() {
+        return;
+    }
+    // SAFETY: `raw` came from `KBox::into_raw` in `probe_callback`; the data
+    // was pinned there and is handed back pinned.
+    let data = unsafe { Pin::new_unchecked(KBox::from_raw(raw)) };
+    T::remove(data);
+    // SAFETY: The device is still valid; the data is gone, so clear the
+    // pointer to it.
+    unsafe { (*vdev).priv_ = core::ptr::null_mut() };
+}
+
+/// # Safety
+///
+/// Called by the virtio core only, with a valid device for driver `T`.
+unsafe extern "C" fn config_changed_callback<T: Driver>(vdev: *mut bindings::virtio_device) {
+    // SAFETY: The virtio core passes a valid bound device.
+    if let Some(data) = unsafe { data_of::<T>(vdev) } {
+        T::config_changed(data);
+    }
+}
+
+/// # Safety
+///
+/// Called by the virtio core only, with a valid device for driver `T`.
+unsafe extern "C" fn freeze_callback<T: Driver>(vdev: *mut bindings::virtio_device) -> i32 {
+    // SAFETY: The virtio core passes a valid bound device.
+    match unsafe { data_of::<T>(vdev) } {
+        Some(data) => from_result(|| T::freeze(data).map(|()| 0)),
+        None => 0,
+    }
+}
+
+/// # Safety
+///
+/// Called by the virtio core only, with a valid device for driver `T`.
+unsafe extern "C" fn restore_callback<T: Driver>(vdev: *mut bindings::virtio_device) -> i32 {
+    // SAFETY: The virtio core passes a valid bound device.
+    match unsafe { data_of::<T>(vdev) } {
+        Some(data) => from_result(|| T::restore(data).map(|()| 0)),
+        None => 0,
+    }
+}
+
+/// What the virtio core keeps a pointer to while the driver is registered.
+struct RawDriver {
+    drv: Opaque<bindings::virtio_driver>,
+    ids: [bindings::virtio_device_id; 2],
+}
+
+/// A registered virtio driver; unregistered (unbinding every device) on drop.
+///
+/// # Invariants
+///
+/// `raw.drv` is registered with the virtio core and points into `raw`, which
+/// does not move (it is boxed) until `drop` has unregistered it.
+pub(crate) struct Registration<T: Driver> {
+    raw: KBox<RawDriver>,
+    _driver: PhantomData<T>,
+}
+
+// SAFETY: After registration the C side only reads the driver struct; the
+// registration is only dropped, never shared mutably.
+unsafe impl<T: Driver> Send for Registration<T> {}
+// SAFETY: As above: `&Registration` gives no access to the driver struct.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Registers driver `T` for `module`.
+    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+        let raw = KBox::new(
+            RawDriver {
+                drv: Opaque::uninit(),
+                ids: [
+                    bindings::virtio_device_id {
+                        device: T::DEVICE_ID,
+                        vendor: 0xffff_ffff, // VIRTIO_DEV_ANY_ID
+                    },
+                    bindings::virtio_device_id {
+                        device: 0,
+                        vendor: 0,
+                    },
+                ],
+            },
+            GFP_KERNEL,
+        )?;
+        let mut drv = bindings::virtio_driver::default();
+        drv.driver.name = T::NAME.as_char_ptr();
+        drv.id_table = raw.ids.as_ptr();
+        drv.feature_table = T::FEATURES.as_ptr();
+        drv.feature_table_size = T::FEATURES.len() as u32;
+        drv.validate = Some(validate_callback::<T>);
+        drv.probe = Some(probe_callback::<T>);
+        drv.remove = Some(remove_callback::<T>);
+        drv.config_changed = Some(config_changed_callback::<T>);
+        drv.freeze = Some(freeze_callback::<T>);
+        drv.restore = Some(restore_callback::<T>);
+        // SAFETY: `raw.drv` is valid for writes and not yet shared.
+        unsafe { raw.drv.get().write(drv) };
+        // SAFETY: `raw.drv` is fully initialised and boxed, so it stays at this
+        // address until `drop` unregisters it; `module` is this module.
+        to_result(unsafe { bindings::__register_virtio_driver(raw.drv.get(), module.as_ptr()) })?;
+        // INVARIANT: Registered above; the box is kept in `self`.
+        Ok(Self {
+            raw,
+            _driver: PhantomData,
+        })
+    }
+}
+
+impl<T: Driver> Drop for Registration<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the driver is registered.
+        unsafe { bindings::unregister_virtio_driver(self.raw.drv.get()) };
+    }
+}
