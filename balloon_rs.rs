@@ -2,22 +2,51 @@
 
 //! balloon_rs: a virtio memory balloon driver in Rust.
 //!
-//! The Rust counterpart of [`drivers/virtio/virtio_balloon.c`]. This version
-//! binds the virtio balloon device, sets up its queues and follows the host's
-//! target (`num_pages`); see README.md for which features it implements.
+//! The Rust counterpart of [`drivers/virtio/virtio_balloon.c`]: it binds the
+//! virtio balloon device, inflates (gives guest pages to the host) and
+//! deflates (takes them back) through the page allocator towards the host's
+//! target, reports memory statistics on the stats queue, deflates on OOM
+//! when the host allows it, and keeps its pages movable for compaction.
+//!
+//! Beyond C: a floor of available memory it never inflates below (a host
+//! asking for everything cannot starve the guest), back-off on allocation
+//! failure, and a debugfs view (`/sys/kernel/debug/balloon_rs/status`).
 //!
 //! Everything `unsafe` lives in the small wrapper modules ([`virtio`],
-//! [`wait`]); the balloon logic here is safe Rust, and its arithmetic is in
-//! [`policy`], which is unit-tested on the host.
+//! [`page_pool`], [`lock`], [`work`], [`oom`], [`debugfs`], [`param`],
+//! [`mm`], [`wait`]); the balloon logic here is safe Rust, and its
+//! arithmetic is in [`policy`], which is unit-tested on the host.
+//!
+//! Lock order: `Balloon::inner` (the balloon lock) is taken before the page
+//! pool's `pages_lock` (inside the C balloon helpers). `Balloon::stats` is
+//! never held together with `inner`. Migration only try-locks `inner`.
 
-use core::mem::offset_of;
-use kernel::{bindings, c_str, new_mutex, prelude::*, sync::Mutex};
+use core::{
+    fmt::Write,
+    mem::offset_of,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+};
+use kernel::{bindings, c_str, prelude::*, sync::Arc, workqueue};
 
+mod debugfs;
+mod lock;
+mod mm;
+mod oom;
+mod page_pool;
+mod param;
 mod policy;
+mod stats;
 mod virtio;
 mod wait;
+mod work;
 
-use virtio::{DeviceHandle, QueueInfo, Virtqueue};
+use lock::{Guard, Mutex};
+use mm::PAGE_SHIFT;
+use page_pool::{BalloonPage, Migration, PagePool};
+use policy::PFNS_PER_BATCH;
+use stats::{StatsQueue, NR_STATS};
+use virtio::{Device, DeviceHandle, QueueInfo, Virtqueue};
+use work::RawWork;
 
 module! {
     type: BalloonModule,
@@ -27,45 +56,504 @@ module! {
     license: "GPL",
 }
 
-/// Guest page shift; the balloon counts 4 KiB pages.
-const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
+/// `floor_mib` module parameter: 0 derives the floor from the guest's size.
+static FLOOR_MIB: param::ULongParam = param::ULongParam::new(0);
+module_param_ulong!(
+    floor_mib,
+    FLOOR_MIB,
+    0o644,
+    "MiB of available memory the guest always keeps; the balloon never inflates below it (0: max(32 MiB, 1/16 of memory, 4x high watermark))"
+);
 
-/// Queue indices, in `find_vqs` order (as in C's `enum virtio_balloon_vq`).
+/// Balloon (4 KiB) pages per guest page.
+const PER_PAGE: u64 = policy::balloon_pages_per_page(PAGE_SHIFT) as u64;
+/// Balloon pages given back per OOM notification, as C.
+const OOM_NR_PAGES: u64 = 256;
+/// OOM notifier priority, as C.
+const OOM_NOTIFY_PRIORITY: i32 = 80;
+/// How often the driver re-checks while held at the floor, in ms.
+const FLOOR_RETRY_MS: u32 = 1000;
+/// At most one "holding at the floor" message per this many ms.
+const FLOOR_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// `VIRTIO_RING_F_INDIRECT_DESC` from `uapi/linux/virtio_ring.h`, which the
+/// bindings do not include.
+const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
+
+/// Queue indices in `find_vqs` order (C's `enum virtio_balloon_vq`).
 const VQ_INFLATE: usize = 0;
 const VQ_DEFLATE: usize = 1;
 const VQ_STATS: usize = 2;
-const VQ_COUNT: usize = 3;
 
-/// The queues the balloon sends requests on.
+/// Work item ids.
+const SIZE_WORK: u64 = 0;
+const STATS_WORK: u64 = 1;
+
+/// State the debugfs file shows: plain atomics, so reading it never takes
+/// the balloon lock.
+#[derive(Default)]
+struct Shared {
+    target: AtomicU64,
+    actual: AtomicU64,
+    floor_pages: AtomicU64,
+    available_pages: AtomicU64,
+    features: AtomicU64,
+    config_changes: AtomicU64,
+    batches_inflated: AtomicU64,
+    batches_deflated: AtomicU64,
+    pages_inflated: AtomicU64,
+    pages_deflated: AtomicU64,
+    alloc_failures: AtomicU64,
+    floor_holds: AtomicU64,
+    oom_deflates: AtomicU64,
+    oom_pages: AtomicU64,
+    migrations: AtomicU64,
+    migrations_busy: AtomicU64,
+    stats_requests: AtomicU64,
+    stats_valid: AtomicBool,
+    last_stats: [AtomicU64; NR_STATS],
+    last_floor_log_ms: AtomicU64,
+    last_oom_ms: AtomicU64,
+}
+
+/// Feature bits as debugfs names them.
+const FEATURE_NAMES: [(u32, &str); 6] = [
+    (bindings::VIRTIO_BALLOON_F_MUST_TELL_HOST, "must_tell_host"),
+    (bindings::VIRTIO_BALLOON_F_STATS_VQ, "stats_vq"),
+    (bindings::VIRTIO_BALLOON_F_DEFLATE_ON_OOM, "deflate_on_oom"),
+    (bindings::VIRTIO_BALLOON_F_FREE_PAGE_HINT, "free_page_hint"),
+    (bindings::VIRTIO_BALLOON_F_PAGE_POISON, "page_poison"),
+    (bindings::VIRTIO_BALLOON_F_REPORTING, "reporting"),
+];
+
+impl debugfs::Show for Shared {
+    fn show(&self, out: &mut debugfs::Text) -> core::fmt::Result {
+        let mib = |pages: u64| pages >> (20 - policy::BALLOON_PFN_SHIFT);
+        let gmib = |pages: u64| pages >> (20 - PAGE_SHIFT);
+        let (target, actual) = (self.target.load(Relaxed), self.actual.load(Relaxed));
+        writeln!(out, "target_pages: {target}")?;
+        writeln!(out, "target_mib: {}", mib(target))?;
+        writeln!(out, "actual_pages: {actual}")?;
+        writeln!(out, "actual_mib: {}", mib(actual))?;
+        writeln!(out, "floor_mib: {}", gmib(self.floor_pages.load(Relaxed)))?;
+        writeln!(out, "available_mib: {}", gmib(self.available_pages.load(Relaxed)))?;
+        let features = self.features.load(Relaxed);
+        write!(out, "features:")?;
+        for (bit, name) in FEATURE_NAMES {
+            if features & (1 << bit) != 0 {
+                write!(out, " {name}")?;
+            }
+        }
+        writeln!(out)?;
+        let counters = [
+            ("config_changes", &self.config_changes),
+            ("batches_inflated", &self.batches_inflated),
+            ("batches_deflated", &self.batches_deflated),
+            ("pages_inflated", &self.pages_inflated),
+            ("pages_deflated", &self.pages_deflated),
+            ("alloc_failures", &self.alloc_failures),
+            ("floor_holds", &self.floor_holds),
+            ("oom_deflates", &self.oom_deflates),
+            ("oom_pages", &self.oom_pages),
+            ("migrations", &self.migrations),
+            ("migrations_busy", &self.migrations_busy),
+            ("stats_requests", &self.stats_requests),
+        ];
+        for (name, c) in counters {
+            writeln!(out, "{name}: {}", c.load(Relaxed))?;
+        }
+        if self.stats_valid.load(Relaxed) {
+            for (name, v) in stats::TAG_NAMES.iter().zip(self.last_stats.iter()) {
+                writeln!(out, "stat_{name}: {}", v.load(Relaxed))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The inflate and deflate queues.
 struct Queues {
     inflate: Virtqueue,
     deflate: Virtqueue,
-    stats: Option<Virtqueue>,
+}
+
+/// What the balloon lock protects.
+struct Inner {
+    /// `None` once the queues are deleted (remove).
+    queues: Option<Queues>,
+    /// Balloon pages held (4 KiB units), each a page on the pool's list.
+    held: u64,
+    /// The PFNs of the batch being sent.
+    pfns: [u32; PFNS_PER_BATCH],
+    /// Pages dequeued for deflation, released after the host is told
+    /// (a fixed array: no per-page allocation).
+    leaving: [Option<BalloonPage>; PFNS_PER_BATCH],
+    /// Allocation failures in a row (for the back-off).
+    failures: u32,
+}
+
+/// The stats queue and its scratch space.
+struct StatsState {
+    queue: Option<StatsQueue>,
+    events: KBox<[kernel::ffi::c_ulong; mm::NR_VM_EVENTS]>,
+}
+
+/// Features negotiated with the device.
+#[derive(Clone, Copy)]
+struct Features {
+    stats: bool,
+    deflate_on_oom: bool,
 }
 
 /// Per-device state.
+///
+/// Field order matters for drop: the work items and the OOM notifier come
+/// first, so they are cancelled/unregistered before anything they use.
 #[pin_data]
 struct Balloon {
+    /// Moves the balloon towards the target, one batch per run.
+    #[pin]
+    size_work: RawWork<Balloon, SIZE_WORK>,
+    /// Answers the host's statistics requests.
+    #[pin]
+    stats_work: RawWork<Balloon, STATS_WORK>,
+    /// Deflates on OOM (only registered with DEFLATE_ON_OOM).
+    #[pin]
+    oom: oom::OomNotifier<Balloon>,
+    /// The debugfs file; `None` if debugfs is unavailable.
+    debugfs: Option<debugfs::DebugFile<Shared>>,
     dev: DeviceHandle,
-    /// Balloon pages (4 KiB) held; guarded with the queues.
+    features: Features,
+    shared: Arc<Shared>,
+    /// Set in remove: no more work is queued.
+    stop: AtomicBool,
+    /// The pages (the kernel's `balloon_dev_info`).
+    #[pin]
+    pool: PagePool,
+    /// The balloon lock.
     #[pin]
     inner: Mutex<Inner>,
+    /// The stats queue.
+    #[pin]
+    stats: Mutex<StatsState>,
+    /// Woken by the inflate and deflate queues' interrupts.
     #[pin]
     acked: wait::WaitQueue,
 }
 
-struct Inner {
-    /// `None` once the queues are deleted (remove, freeze).
-    queues: Option<Queues>,
-    held: u64,
+impl_worker!(Balloon, size_work, 0);
+impl_worker!(Balloon, stats_work, 1);
+impl_oom_handler!(Balloon, oom);
+impl_migrate!(Balloon, pool);
+
+/// What one run of the size work achieved.
+enum Step {
+    /// Target reached (or no queues).
+    Done,
+    /// A batch moved; more may follow.
+    Moved,
+    /// Inflation stopped at the floor.
+    Floor,
+    /// No page could be allocated.
+    NoMemory,
 }
 
 impl Balloon {
-    /// The host's requested balloon size, in 4 KiB pages.
-    fn host_target(&self) -> u32 {
-        self.dev
-            .get()
-            .read_config_le32(offset_of!(bindings::virtio_balloon_config, num_pages))
+    fn dev(&self) -> &Device {
+        self.dev.get()
+    }
+
+    /// The host's target in balloon pages, rounded up to whole guest pages.
+    fn target(&self) -> u64 {
+        let num_pages = self
+            .dev()
+            .read_config_le32(offset_of!(bindings::virtio_balloon_config, num_pages));
+        policy::round_target(num_pages, PAGE_SHIFT)
+    }
+
+    /// Tells the host how many balloon pages the guest really holds.
+    fn write_actual(&self, held: u64) {
+        self.dev().write_config_le32(
+            offset_of!(bindings::virtio_balloon_config, actual),
+            held as u32,
+        );
+        self.shared.actual.store(held, Relaxed);
+    }
+
+    /// The floor in guest pages, from the parameter or the guest's size
+    /// (its managed pages plus what the balloon took out of them).
+    fn floor_pages(&self, snap: &mm::MemSnapshot, held: u64) -> u64 {
+        let ballooned = if self.features.deflate_on_oom {
+            0
+        } else {
+            held / PER_PAGE
+        };
+        let floor = policy::floor_pages(
+            FLOOR_MIB.get() as u64,
+            snap.total + ballooned,
+            mm::free_buffer_pages() + ballooned,
+            PAGE_SHIFT,
+        );
+        self.shared.floor_pages.store(floor, Relaxed);
+        floor
+    }
+
+    /// Sends `n` PFNs of the batch on the inflate or deflate queue and waits
+    /// for the host.
+    fn tell_host(&self, inner: &mut Inner, n: usize, deflate: bool) -> Result {
+        let Inner { queues, pfns, .. } = inner;
+        let Some(q) = queues.as_mut() else {
+            return Err(ENODEV);
+        };
+        let vq = if deflate { &mut q.deflate } else { &mut q.inflate };
+        vq.send_and_wait(&pfns[..n], &self.acked)
+    }
+
+    /// Writes the balloon PFNs of guest page `pfn` at batch slot `slot`.
+    fn set_pfns(&self, pfns: &mut [u32; PFNS_PER_BATCH], slot: usize, pfn: u64) {
+        let dev = self.dev();
+        for i in 0..PER_PAGE as usize {
+            let balloon_pfn = (pfn * PER_PAGE) as u32 + i as u32;
+            pfns[slot * PER_PAGE as usize + i] = dev.cpu_to_virtio32(balloon_pfn);
+        }
+    }
+
+    /// Inflates by at most one batch towards `want` more balloon pages.
+    fn fill(&self, inner: &mut Guard<'_, Inner>, want: u64) -> Step {
+        let snap = mm::mem_snapshot();
+        let floor = self.floor_pages(&snap, inner.held);
+        self.shared.available_pages.store(snap.available, Relaxed);
+        let mut allowed = policy::inflate_allowance(snap.available, floor, policy::batch_pages(want, PAGE_SHIFT));
+        let now = mm::now_ms();
+        let last_oom = self.shared.last_oom_ms.load(Relaxed);
+        if last_oom != 0 && !policy::rate_limit_ok(now, last_oom, policy::OOM_HOLDOFF_MS) {
+            allowed = 0;
+        }
+        if allowed == 0 {
+            self.shared.floor_holds.fetch_add(1, Relaxed);
+            if policy::rate_limit_ok(now, self.shared.last_floor_log_ms.load(Relaxed), FLOOR_LOG_INTERVAL_MS) {
+                self.shared.last_floor_log_ms.store(now, Relaxed);
+                pr_info!(
+                    "holding at the floor: balloon {} MiB of a {} MiB target, {} MiB available, floor {} MiB\n",
+                    policy::balloon_pages_to_mib(inner.held),
+                    policy::balloon_pages_to_mib(self.shared.target.load(Relaxed)),
+                    snap.available >> (20 - PAGE_SHIFT),
+                    floor >> (20 - PAGE_SHIFT)
+                );
+            }
+            return Step::Floor;
+        }
+
+        let adjust = !self.features.deflate_on_oom;
+        let mut count = 0usize;
+        while (count as u64) < allowed {
+            let Some(page) = BalloonPage::alloc() else {
+                break;
+            };
+            // On the list (and movable) from here; migration cannot touch it
+            // before the host's ack because it needs the balloon lock.
+            let pfn = self.pool.enqueue(page, adjust);
+            self.set_pfns(&mut inner.pfns, count, pfn);
+            count += 1;
+        }
+        if (count as u64) < allowed {
+            self.shared.alloc_failures.fetch_add(1, Relaxed);
+            inner.failures = inner.failures.saturating_add(1);
+        } else {
+            inner.failures = 0;
+        }
+        if count == 0 {
+            return Step::NoMemory;
+        }
+        let n = count * PER_PAGE as usize;
+        if let Err(e) = self.tell_host(inner, n, false) {
+            // The host never heard of these pages: take them back out.
+            pr_err!("inflate request failed ({:?}); returning {} pages\n", e, count);
+            for _ in 0..count {
+                if let Some(p) = self.pool.dequeue() {
+                    p.release(adjust);
+                }
+            }
+            return Step::NoMemory;
+        }
+        inner.held += n as u64;
+        self.shared.batches_inflated.fetch_add(1, Relaxed);
+        self.shared.pages_inflated.fetch_add(n as u64, Relaxed);
+        Step::Moved
+    }
+
+    /// Deflates by at most one batch of `want` balloon pages; returns the
+    /// balloon pages given back.
+    fn leak(&self, inner: &mut Guard<'_, Inner>, want: u64) -> u64 {
+        let pages = policy::batch_pages(want.min(inner.held), PAGE_SHIFT);
+        let mut count = 0usize;
+        while (count as u64) < pages {
+            let Some(page) = self.pool.dequeue() else {
+                break;
+            };
+            self.set_pfns(&mut inner.pfns, count, page.pfn());
+            inner.leaving[count] = Some(page);
+            count += 1;
+        }
+        if count == 0 {
+            return 0;
+        }
+        let n = count * PER_PAGE as usize;
+        // The host is told before any page is reused (MUST_TELL_HOST).
+        let told = self.tell_host(inner, n, true);
+        let adjust = !self.features.deflate_on_oom;
+        for page in inner.leaving[..count].iter_mut().filter_map(Option::take) {
+            if told.is_ok() {
+                page.release(adjust);
+            } else {
+                // Keep pages the host was not told about in the balloon.
+                self.pool.enqueue(page, false);
+            }
+        }
+        if let Err(e) = told {
+            pr_err!("deflate request failed ({:?})\n", e);
+            return 0;
+        }
+        inner.held -= n as u64;
+        self.shared.batches_deflated.fetch_add(1, Relaxed);
+        self.shared.pages_deflated.fetch_add(n as u64, Relaxed);
+        n as u64
+    }
+
+    /// One run of the size work: one batch towards the target.
+    fn update_size(&self) {
+        let target = self.target();
+        self.shared.target.store(target, Relaxed);
+        let (step, failures) = {
+            let mut inner = self.inner.lock();
+            let held = inner.held;
+            let step = if target > held {
+                self.fill(&mut inner, target - held)
+            } else if target < held {
+                if self.leak(&mut inner, held - target) > 0 {
+                    Step::Moved
+                } else {
+                    // Pages isolated for migration come back shortly.
+                    Step::NoMemory
+                }
+            } else {
+                Step::Done
+            };
+            if inner.held != held || matches!(step, Step::Done) {
+                self.write_actual(inner.held);
+            }
+            (step, inner.failures)
+        };
+        match step {
+            Step::Done => return,
+            Step::Moved => {}
+            Step::Floor => mm::msleep(FLOOR_RETRY_MS),
+            Step::NoMemory => mm::msleep(policy::backoff_ms(failures.max(1))),
+        }
+        if !self.stop.load(Relaxed) {
+            self.size_work.queue(workqueue::system_freezable());
+        }
+    }
+
+    /// Answers one statistics request from the host.
+    fn update_stats(&self) {
+        let mut st = self.stats.lock();
+        let StatsState { queue, events } = &mut *st;
+        let Some(q) = queue.as_mut() else {
+            return;
+        };
+        if !q.take_request() {
+            return;
+        }
+        let values = stats::collect(events);
+        for (slot, s) in self.shared.last_stats.iter().zip(values.iter()) {
+            slot.store(s.val, Relaxed);
+        }
+        self.shared.stats_valid.store(true, Relaxed);
+        self.shared.stats_requests.fetch_add(1, Relaxed);
+        if let Err(e) = q.post(self.dev(), &values) {
+            pr_err!("cannot re-post the stats buffer ({:?})\n", e);
+        }
+    }
+
+    /// Gives every page back (remove, and freeze in C).
+    fn deflate_all(&self) {
+        let mut stalls = 0;
+        loop {
+            let mut inner = self.inner.lock();
+            if inner.held == 0 || inner.queues.is_none() {
+                break;
+            }
+            let held = inner.held;
+            if self.leak(&mut inner, held) == 0 {
+                drop(inner);
+                // Pages isolated by compaction are back within a moment.
+                stalls += 1;
+                if stalls > 1000 {
+                    pr_err!("cannot deflate the last {} pages; leaking them\n", held);
+                    break;
+                }
+                mm::msleep(10);
+            }
+        }
+        let held = self.inner.lock().held;
+        self.write_actual(held);
+    }
+}
+
+impl work::Worker<SIZE_WORK> for Balloon {
+    fn run(&self) {
+        if !self.stop.load(Relaxed) {
+            self.update_size();
+        }
+    }
+}
+
+impl work::Worker<STATS_WORK> for Balloon {
+    fn run(&self) {
+        if !self.stop.load(Relaxed) {
+            self.update_stats();
+        }
+    }
+}
+
+impl oom::OomHandler for Balloon {
+    fn on_oom(&self) -> u64 {
+        let mut inner = self.inner.lock();
+        let freed = self.leak(&mut inner, OOM_NR_PAGES);
+        self.write_actual(inner.held);
+        drop(inner);
+        if freed > 0 {
+            self.shared.oom_deflates.fetch_add(1, Relaxed);
+            self.shared.oom_pages.fetch_add(freed, Relaxed);
+            self.shared.last_oom_ms.store(mm::now_ms().max(1), Relaxed);
+        }
+        freed / PER_PAGE
+    }
+}
+
+impl page_pool::Migrate for Balloon {
+    fn migrate(&self, m: Migration<'_>) -> Result {
+        // Never wait for the balloon lock here: its holder may be the
+        // allocation that triggered this compaction.
+        let Some(mut inner) = self.inner.try_lock() else {
+            self.shared.migrations_busy.fetch_add(1, Relaxed);
+            return Err(EAGAIN);
+        };
+        if inner.queues.is_none() {
+            return Err(EAGAIN);
+        }
+        let (new_pfn, old_pfn) = (m.new_pfn(), m.old_pfn());
+        let migrated = m.insert_new(!self.features.deflate_on_oom);
+        let n = PER_PAGE as usize;
+        self.set_pfns(&mut inner.pfns, 0, new_pfn);
+        let inflated = self.tell_host(&mut inner, n, false);
+        self.set_pfns(&mut inner.pfns, 0, old_pfn);
+        let deflated = self.tell_host(&mut inner, n, true);
+        drop(inner);
+        drop(migrated);
+        self.shared.migrations.fetch_add(1, Relaxed);
+        inflated.and(deflated)
     }
 }
 
@@ -78,12 +566,24 @@ impl virtio::Driver for BalloonDriver {
     const FEATURES: &'static [u32] = &[
         bindings::VIRTIO_BALLOON_F_MUST_TELL_HOST,
         bindings::VIRTIO_BALLOON_F_STATS_VQ,
+        bindings::VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
     ];
+
+    fn validate(dev: &mut virtio::Validation<'_>) -> Result {
+        // As C: no indirect descriptors (no allocation when adding buffers),
+        // and no platform DMA translation for the PFNs.
+        dev.clear(VIRTIO_RING_F_INDIRECT_DESC);
+        dev.clear(bindings::VIRTIO_F_ACCESS_PLATFORM);
+        Ok(())
+    }
 
     fn probe(dev: DeviceHandle) -> Result<Pin<KBox<Balloon>>> {
         let d = dev.get();
-        let stats = d.has_feature(bindings::VIRTIO_BALLOON_F_STATS_VQ);
-        let [inflate, deflate, stats_vq] = d.find_vqs::<VQ_COUNT>(&[
+        let features = Features {
+            stats: d.has_feature(bindings::VIRTIO_BALLOON_F_STATS_VQ),
+            deflate_on_oom: d.has_feature(bindings::VIRTIO_BALLOON_F_DEFLATE_ON_OOM),
+        };
+        let [inflate, deflate, stats_vq] = d.find_vqs(&[
             QueueInfo {
                 name: Some(c_str!("inflate")),
                 callback: virtio::vq_callback::<Self, VQ_INFLATE>(),
@@ -93,83 +593,139 @@ impl virtio::Driver for BalloonDriver {
                 callback: virtio::vq_callback::<Self, VQ_DEFLATE>(),
             },
             QueueInfo {
-                name: stats.then_some(c_str!("stats")),
+                name: features.stats.then_some(c_str!("stats")),
                 callback: virtio::vq_callback::<Self, VQ_STATS>(),
             },
         ])?;
         let (Some(inflate), Some(deflate)) = (inflate, deflate) else {
-            // find_vqs() always sets up named queues; this cannot happen.
+            // find_vqs() sets up every named queue; this cannot happen.
             return Err(ENODEV);
         };
-        let target = {
-            let num_pages =
-                d.read_config_le32(offset_of!(bindings::virtio_balloon_config, num_pages));
-            policy::round_target(num_pages, PAGE_SHIFT)
-        };
+        let stats_queue = stats_vq.map(StatsQueue::new).transpose()?;
+        let target = policy::round_target(
+            d.read_config_le32(offset_of!(bindings::virtio_balloon_config, num_pages)),
+            PAGE_SHIFT,
+        );
+        let shared = Arc::new(Shared::default(), GFP_KERNEL)?;
+        let mut bits = 0u64;
+        // Only bits of our feature table may be tested (virtio BUGs otherwise).
+        for &bit in Self::FEATURES {
+            if d.has_feature(bit) {
+                bits |= 1 << bit;
+            }
+        }
+        shared.features.store(bits, Relaxed);
+        shared.target.store(target, Relaxed);
+        let debugfs = debugfs::DebugFile::new(c_str!("balloon_rs"), c_str!("status"), shared.clone())
+            .inspect_err(|_| pr_warn!("no debugfs view (debugfs unavailable)\n"))
+            .ok();
+        let events = KBox::new([0; mm::NR_VM_EVENTS], GFP_KERNEL)?;
         pr_info!(
-            "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={}\n",
+            "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={} deflate_on_oom={}\n",
             d.index(),
             target,
             policy::balloon_pages_to_mib(target),
             d.has_feature(bindings::VIRTIO_BALLOON_F_MUST_TELL_HOST),
-            stats
+            features.stats,
+            features.deflate_on_oom
         );
-        let queues = Queues {
-            inflate,
-            deflate,
-            stats: stats_vq,
-        };
         KBox::pin_init(
             pin_init!(Balloon {
+                size_work <- RawWork::new(c_str!("balloon_rs::size_work"), kernel::static_lock_class!()),
+                stats_work <- RawWork::new(c_str!("balloon_rs::stats_work"), kernel::static_lock_class!()),
+                oom <- oom::OomNotifier::new(OOM_NOTIFY_PRIORITY),
+                debugfs,
                 dev,
-                inner <- new_mutex!(Inner { queues: Some(queues), held: 0 }, "balloon_rs::inner"),
-                acked <- wait::WaitQueue::new(
-                    c_str!("balloon_rs::acked"),
+                features,
+                shared,
+                stop: AtomicBool::new(false),
+                pool <- PagePool::new(),
+                inner <- Mutex::new(
+                    Inner {
+                        queues: Some(Queues { inflate, deflate }),
+                        held: 0,
+                        pfns: [0; PFNS_PER_BATCH],
+                        leaving: [const { None }; PFNS_PER_BATCH],
+                        failures: 0,
+                    },
+                    c_str!("balloon_rs::inner"),
                     kernel::static_lock_class!()
                 ),
+                stats <- Mutex::new(
+                    StatsState {
+                        queue: stats_queue,
+                        events,
+                    },
+                    c_str!("balloon_rs::stats"),
+                    kernel::static_lock_class!()
+                ),
+                acked <- wait::WaitQueue::new(c_str!("balloon_rs::acked"), kernel::static_lock_class!()),
             }),
             GFP_KERNEL,
         )
     }
 
-    fn ready(b: &Balloon) {
-        b.dev.get().ready();
+    fn ready(b: &Balloon) -> Result {
+        b.pool.enable_migration::<Balloon>();
+        {
+            // Prime the stats queue with one buffer, as C's init_vqs().
+            let mut st = b.stats.lock();
+            let StatsState { queue, events } = &mut *st;
+            if let Some(q) = queue.as_mut() {
+                q.post(b.dev(), &stats::collect(events))?;
+            }
+        }
+        if b.features.deflate_on_oom {
+            b.oom.register()?;
+        }
+        b.dev().ready();
+        if b.target() != 0 {
+            b.size_work.queue(workqueue::system_freezable());
+        }
+        Ok(())
     }
 
     fn config_changed(b: &Balloon) {
-        let target = b.host_target();
-        let held = b.inner.lock().held;
-        pr_info!(
-            "host target now {} pages ({} MiB), holding {}\n",
-            target,
-            policy::balloon_pages_to_mib(target.into()),
-            held
-        );
+        b.shared.config_changes.fetch_add(1, Relaxed);
+        if !b.stop.load(Relaxed) {
+            b.size_work.queue(workqueue::system_freezable());
+        }
     }
 
-    fn vq_interrupt(b: &Balloon, _queue: usize) {
-        b.acked.wake_up();
+    fn vq_interrupt(b: &Balloon, queue: usize) {
+        if queue == VQ_STATS {
+            if !b.stop.load(Relaxed) {
+                b.stats_work.queue(workqueue::system_freezable());
+            }
+        } else {
+            b.acked.wake_up();
+        }
     }
 
     fn remove(b: Pin<KBox<Balloon>>) {
-        let dev = b.dev.get();
-        let Some(Queues {
-            inflate,
-            deflate,
-            stats,
-        }) = b.inner.lock().queues.take()
-        else {
-            return;
-        };
+        b.oom.unregister();
+        b.stop.store(true, Relaxed);
+        b.size_work.cancel_sync();
+        b.stats_work.cancel_sync();
+        let held = b.inner.lock().held;
+        b.deflate_all();
+        let dev = b.dev();
+        let reset = dev.reset();
+        // A stats interrupt may have queued the work before the reset.
+        b.stats_work.cancel_sync();
+        let stats_vq = b.stats.lock().queue.take().map(|q| q.release(&reset));
+        let queues = b.inner.lock().queues.take();
+        let mut all = [None, None, stats_vq];
+        if let Some(Queues { inflate, deflate }) = queues {
+            all[0] = Some(inflate);
+            all[1] = Some(deflate);
+        }
+        dev.delete_queues(reset, all.into_iter().flatten());
         pr_info!(
-            "removing virtio{}: queue sizes inflate={} deflate={} stats={}\n",
+            "removed virtio{}: gave back {} MiB\n",
             dev.index(),
-            inflate.size(),
-            deflate.size(),
-            stats.as_ref().map_or(0, |s| s.size())
+            policy::balloon_pages_to_mib(held)
         );
-        dev.reset_and_delete_queues([Some(inflate), Some(deflate), stats].into_iter().flatten());
-        pr_info!("removed virtio{}\n", dev.index());
     }
 }
 

@@ -131,10 +131,12 @@ impl Device {
     }
 
     /// Resets the device: it stops using every buffer and raises no more
-    /// interrupts.
-    pub(crate) fn reset(&self) {
+    /// interrupts (the transport waits for running handlers). The returned
+    /// token proves it to the code that frees buffers or deletes queues.
+    pub(crate) fn reset(&self) -> Reset<'_> {
         // SAFETY: By the type invariant the device is valid.
-        unsafe { bindings::virtio_reset_device(self.as_raw()) }
+        unsafe { bindings::virtio_reset_device(self.as_raw()) };
+        Reset(self)
     }
 
     /// Finds the device's virtqueues: one per entry of `infos`; entries with
@@ -169,12 +171,16 @@ impl Device {
         }))
     }
 
-    /// Resets the device and deletes its virtqueues, consuming their handles.
+    /// Deletes the device's virtqueues once it is reset, consuming their
+    /// handles.
     ///
     /// `queues` must be every queue handle of this device; a handle of
-    /// another device is refused (and its device left alone).
-    pub(crate) fn reset_and_delete_queues(&self, queues: impl IntoIterator<Item = Virtqueue>) {
-        self.reset();
+    /// another device is refused (and nothing deleted).
+    pub(crate) fn delete_queues(&self, reset: Reset<'_>, queues: impl IntoIterator<Item = Virtqueue>) {
+        if !core::ptr::eq(reset.0, self) {
+            pr_warn!("refusing to delete queues: the reset token is another device's\n");
+            return;
+        }
         for vq in queues {
             // SAFETY: By the `Virtqueue` invariant the queue is valid.
             let owner = unsafe { (*vq.ptr.as_ptr()).vdev };
@@ -183,12 +189,15 @@ impl Device {
                 return;
             }
         }
-        // SAFETY: By the type invariant the device is valid; it was reset so it
-        // uses no buffer, and the queue handles were consumed above: a
-        // `Virtqueue` is not `Clone`, so none is left to use them.
+        // SAFETY: By the type invariant the device is valid; it was reset
+        // (the token), so it uses no buffer, and the queue handles were
+        // consumed above: a `Virtqueue` is not `Clone`, so none is left.
         unsafe { bindings::virtio_del_vqs(self.as_raw()) }
     }
 }
+
+/// Proof that a device was reset and uses no buffer any more.
+pub(crate) struct Reset<'a>(&'a Device);
 
 /// A handle to the bound device that driver data can keep.
 ///
@@ -236,12 +245,6 @@ pub(crate) struct Virtqueue {
 unsafe impl Send for Virtqueue {}
 
 impl Virtqueue {
-    /// Number of descriptors in the ring.
-    pub(crate) fn size(&self) -> u32 {
-        // SAFETY: By the type invariant the queue is valid.
-        unsafe { bindings::virtqueue_get_vring_size(self.ptr.as_ptr()) }
-    }
-
     /// Adds `buf` as a device-readable buffer and notifies the device.
     ///
     /// # Safety
@@ -281,10 +284,10 @@ impl Virtqueue {
     ///
     /// The buffer is borrowed for the whole exchange, so it cannot change
     /// while the device reads it.
-    pub(crate) fn send_and_wait(&mut self, buf: &[u8], acked: &crate::wait::WaitQueue) -> Result {
+    pub(crate) fn send_and_wait<T: Copy>(&mut self, buf: &[T], acked: &crate::wait::WaitQueue) -> Result {
         // SAFETY: `buf` is borrowed until this function returns, and it does
         // not return before the device gave the buffer back.
-        unsafe { self.add_outbuf(buf.as_ptr(), buf.len()) }?;
+        unsafe { self.add_outbuf(buf.as_ptr().cast(), core::mem::size_of_val(buf)) }?;
         acked.wait_until(|| self.get_buf().is_some());
         Ok(())
     }
@@ -308,7 +311,8 @@ pub(crate) trait Driver: Sized + 'static {
     /// Sets up the device and returns its data (queues found, not yet ready).
     fn probe(dev: DeviceHandle) -> Result<Pin<KBox<Self::Data>>>;
     /// Called once the data is in place; the driver marks the device ready.
-    fn ready(data: &Self::Data);
+    /// On error the wrapper calls [`Driver::remove`] and fails the probe.
+    fn ready(data: &Self::Data) -> Result;
     /// The device's config space changed.
     fn config_changed(data: &Self::Data);
     /// A virtqueue callback, with the queue's index in `find_vqs` order.
@@ -329,11 +333,6 @@ pub(crate) trait Driver: Sized + 'static {
 pub(crate) struct Validation<'a>(&'a Device);
 
 impl Validation<'_> {
-    /// Whether the device offered feature bit `fbit`.
-    pub(crate) fn offered(&self, fbit: u32) -> bool {
-        self.0.has_feature(fbit)
-    }
-
     /// Drops feature bit `fbit` from the negotiation.
     pub(crate) fn clear(&mut self, fbit: u32) {
         // SAFETY: The device is valid (type invariant of `Device`); in
@@ -401,7 +400,15 @@ unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut bindings::virtio_devic
         // driver posts buffers or marks the device ready, which happens below.
         unsafe { (*vdev).priv_ = raw.cast() };
         // SAFETY: `raw` was just leaked and stays valid until remove.
-        T::ready(unsafe { &*raw });
+        if let Err(e) = T::ready(unsafe { &*raw }) {
+            // SAFETY: As in `remove_callback`: undo the leak, clear `priv`.
+            let data = unsafe {
+                (*vdev).priv_ = core::ptr::null_mut();
+                Pin::new_unchecked(KBox::from_raw(raw))
+            };
+            T::remove(data);
+            return Err(e);
+        }
         Ok(0)
     })
 }

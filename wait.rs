@@ -10,6 +10,15 @@
 
 use kernel::{bindings, prelude::*, str::CStr, sync::LockClassKey, types::Opaque};
 
+/// The C `lock_class_key` behind a [`LockClassKey`].
+///
+/// `LockClassKey` is `repr(transparent)` over the C struct; its own
+/// `as_ptr()` is private to the kernel crate. Lockdep only uses the key
+/// through its own locking, so handing out `*mut` is what C does.
+pub(crate) fn lock_class_ptr(key: &'static LockClassKey) -> *mut bindings::lock_class_key {
+    core::ptr::from_ref(key).cast_mut().cast()
+}
+
 /// A `wait_queue_head`.
 ///
 /// # Invariants

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Work items embedded in a pinned driver struct (C's `INIT_WORK` +
+//! `container_of`), with `cancel_work_sync`, which the 6.12 kernel crate's
+//! `workqueue` module lacks.
+//!
+//! C header: [`include/linux/workqueue.h`].
+
+use core::marker::PhantomData;
+use kernel::{bindings, prelude::*, str::CStr, sync::LockClassKey, types::Opaque, workqueue::Queue};
+
+/// A type with a [`RawWork`] field whose handler is [`Worker::run`].
+///
+/// # Safety
+///
+/// `OFFSET` must be the byte offset of a `RawWork<Self, ID>` field within
+/// `Self`. Use [`impl_worker!`], which computes it from the field.
+pub(crate) unsafe trait HasRawWork<const ID: u64>: Sized {
+    /// Offset of the `RawWork<Self, ID>` field.
+    const OFFSET: usize;
+}
+
+/// What a work item does when it runs (process context, may sleep).
+pub(crate) trait Worker<const ID: u64>: HasRawWork<ID> + Sync {
+    /// Runs the work.
+    fn run(&self);
+}
+
+/// Implements [`HasRawWork`] for `$ty` whose field `$field` is a
+/// `RawWork<$ty, $id>`.
+#[macro_export]
+macro_rules! impl_worker {
+    ($ty:ty, $field:ident, $id:literal) => {
+        // SAFETY: The offset is that of `$field`, and the function below only
+        // compiles if `$field` has the type `RawWork<$ty, $id>`.
+        unsafe impl $crate::work::HasRawWork<$id> for $ty {
+            const OFFSET: usize = {
+                #[allow(dead_code)]
+                fn check(t: &$ty) -> &$crate::work::RawWork<$ty, $id> {
+                    &t.$field
+                }
+                core::mem::offset_of!($ty, $field)
+            };
+        }
+    };
+}
+
+/// A `work_struct` inside a `T`.
+///
+/// # Invariants
+///
+/// `work` is initialised with `work_fn::<T, ID>` as its function and is
+/// pinned inside a `T` at `T::OFFSET`. Dropping it cancels it and waits for
+/// a running instance, so the handler never sees a freed `T`, as long as the
+/// field is declared before the fields the handler uses (fields drop in
+/// declaration order).
+#[pin_data(PinnedDrop)]
+pub(crate) struct RawWork<T, const ID: u64> {
+    #[pin]
+    work: Opaque<bindings::work_struct>,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: The work struct is managed by the workqueue core, which serialises
+// access to it; `T: Sync` because the handler runs on a worker thread.
+unsafe impl<T: Sync, const ID: u64> Send for RawWork<T, ID> {}
+// SAFETY: As above.
+unsafe impl<T: Sync, const ID: u64> Sync for RawWork<T, ID> {}
+
+impl<T: Worker<ID>, const ID: u64> RawWork<T, ID> {
+    /// Creates the work item; `name` and `key` are for lockdep.
+    pub(crate) fn new(name: &'static CStr, key: &'static LockClassKey) -> impl PinInit<Self> {
+        let key = crate::wait::lock_class_ptr(key);
+        pin_init!(Self {
+            // SAFETY: `slot` is valid for writes; the function matches the
+            // `work_func_t` signature; name and key are static.
+            work <- Opaque::ffi_init(|slot| unsafe {
+                bindings::init_work_with_key(slot, Some(work_fn::<T, ID>), false, name.as_char_ptr(), key)
+            }),
+            _t: PhantomData,
+        })
+    }
+
+    /// Queues the work on `queue`; false if it was already pending.
+    pub(crate) fn queue(&self, queue: &Queue) -> bool {
+        // `Queue` is `repr(transparent)` over the C struct, whose pointer
+        // the kernel crate keeps private.
+        let wq = core::ptr::from_ref(queue).cast_mut().cast::<bindings::workqueue_struct>();
+        // SAFETY: `work` is initialised (type invariant) and `wq` is a live
+        // workqueue (it came from a `&Queue`).
+        unsafe { bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, wq, self.work.get()) }
+    }
+
+    /// Cancels the work if pending and waits for a running instance; also
+    /// stops a work that requeues itself. True if it was pending.
+    pub(crate) fn cancel_sync(&self) -> bool {
+        // SAFETY: `work` is initialised (type invariant).
+        unsafe { bindings::cancel_work_sync(self.work.get()) }
+    }
+}
+
+#[pinned_drop]
+impl<T, const ID: u64> PinnedDrop for RawWork<T, ID> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: `work` is initialised (type invariant); cancelling an idle
+        // work is a no-op.
+        unsafe { bindings::cancel_work_sync(self.work.get()) };
+    }
+}
+
+/// # Safety
+///
+/// Called by the workqueue core with a `work_struct` initialised by
+/// `RawWork::<T, ID>::new`, inside a live `T`.
+unsafe extern "C" fn work_fn<T: Worker<ID>, const ID: u64>(work: *mut bindings::work_struct) {
+    // SAFETY: By the `RawWork` invariant the work sits at `T::OFFSET` in a
+    // `T` that is alive until the work is cancelled (which waits for us).
+    let t = unsafe { &*work.cast::<u8>().sub(T::OFFSET).cast::<T>() };
+    t.run();
+}
