@@ -111,6 +111,7 @@ struct Shared {
     migrations_busy: AtomicU64,
     stats_requests: AtomicU64,
     stats_valid: AtomicBool,
+    /// The last statistics sent, indexed by tag.
     last_stats: [AtomicU64; NR_STATS],
     last_floor_log_ms: AtomicU64,
     last_oom_ms: AtomicU64,
@@ -466,8 +467,10 @@ impl Balloon {
             return;
         }
         let values = stats::collect(events);
-        for (slot, s) in self.shared.last_stats.iter().zip(values.iter()) {
-            slot.store(s.val, Relaxed);
+        for s in &values {
+            if let Some(slot) = self.shared.last_stats.get(s.tag as usize) {
+                slot.store(s.val, Relaxed);
+            }
         }
         self.shared.stats_valid.store(true, Relaxed);
         self.shared.stats_requests.fetch_add(1, Relaxed);

@@ -1,0 +1,340 @@
+//! Balloon behaviour, run against both drivers where the behaviour is the C
+//! driver's too: inflate/deflate accounting, statistics, deflate-on-OOM,
+//! compaction, and load/unload leaks. balloon_rs-only behaviour (the floor,
+//! debugfs) is at the end.
+//!
+//! Tolerances are stated where they are used. Every test ends with
+//! `Guest::shutdown`, which fails on kernel warnings in the console log.
+
+use qemu_test::procfs::MemInfo;
+use qemu_test::{ensure, Driver, Error, Guest, GuestConfig, Result, MIB};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+macro_rules! both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod balloon_rs {
+            $(#[test] fn $name() -> qemu_test::Result<()> { super::$name(qemu_test::Driver::BalloonRs) })*
+        }
+        mod c_driver {
+            $(#[test] fn $name() -> qemu_test::Result<()> { super::$name(qemu_test::Driver::C) })*
+        }
+    };
+}
+
+both_drivers!(
+    inflate_half_then_deflate_and_unload_restores_memory,
+    stats_over_qmp_match_meminfo_and_follow_page_cache,
+    deflate_on_oom_lets_a_big_workload_run,
+    compaction_migrates_balloon_pages,
+    fifty_load_inflate_unload_cycles_leak_nothing,
+);
+
+/// How long a balloon may take to reach a target under TCG on a busy host.
+const SETTLE: Duration = Duration::from_secs(180);
+
+fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
+    GuestConfig::new(&format!("{test}-{driver}"))
+}
+
+/// Sets the guest size and waits until `actual` is exactly that.
+fn resize(g: &mut Guest, guest_mib: u64) -> Result<()> {
+    g.qmp().set_guest_size(guest_mib * MIB)?;
+    let (reached, actual) = g.qmp().wait_guest_size(guest_mib * MIB, SETTLE)?;
+    ensure!(
+        reached,
+        "actual {} MiB never reached the {guest_mib} MiB target in {} s",
+        actual / MIB,
+        SETTLE.as_secs()
+    );
+    Ok(())
+}
+
+/// Waits until MemFree is back within `slack_mib` of `baseline_kib`:
+/// freed pages drain from per-cpu lists over seconds (TOOLCHAIN.md).
+fn wait_memfree_back(g: &mut Guest, baseline_kib: u64, slack_mib: u64) -> Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let free = g.meminfo()?.kib("MemFree")?;
+        if free + slack_mib * 1024 >= baseline_kib || Instant::now() > deadline {
+            return Ok(free);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Inflate half of a 512 MiB guest: actual == target, MemTotal down by the
+/// balloon (±1 MiB); deflate: MemTotal back; re-inflate and rmmod: MemTotal
+/// and MemFree back at the baseline.
+fn inflate_half_then_deflate_and_unload_restores_memory(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("half", driver)?)?;
+    g.load(driver)?;
+    let base = g.meminfo()?;
+    let (total0, free0) = (base.kib("MemTotal")?, base.kib("MemFree")?);
+    let size = g.config.mem_mib;
+
+    resize(&mut g, size / 2)?;
+    let m = g.meminfo()?;
+    let dropped = total0 as i64 - m.kib("MemTotal")? as i64;
+    let balloon_kib = (size / 2 * 1024) as i64;
+    ensure!(
+        (dropped - balloon_kib).abs() <= 1024,
+        "MemTotal fell by {dropped} KiB for a {balloon_kib} KiB balloon (tolerance 1 MiB)"
+    );
+    let vm = g.vmstat()?;
+    ensure!(
+        vm.get("balloon_inflate")? >= (size / 2 * 256),
+        "balloon_inflate {} < {} pages",
+        vm.get("balloon_inflate")?,
+        size / 2 * 256
+    );
+
+    resize(&mut g, size)?;
+    let back = g.meminfo()?.kib("MemTotal")?;
+    ensure!(back.abs_diff(total0) <= 1024, "MemTotal {back} KiB after deflate, baseline {total0} KiB");
+
+    resize(&mut g, size / 2)?;
+    g.unload(driver)?;
+    let total = g.meminfo()?.kib("MemTotal")?;
+    ensure!(total == total0, "MemTotal {total} KiB after rmmod, baseline {total0} KiB (must be exact)");
+    // 8 MiB: the guest's own page cache and slab move a little meanwhile.
+    let free = wait_memfree_back(&mut g, free0, 8)?;
+    ensure!(free + 8 * 1024 >= free0, "MemFree {free} KiB after rmmod, baseline {free0} KiB");
+    g.shutdown()
+}
+
+fn within(a: u64, b: u64, tol: u64) -> bool {
+    a.abs_diff(b) <= tol
+}
+
+/// Stats over QMP match /proc/meminfo (free, total, available within 8 MiB:
+/// the two are read a moment apart) and follow 64 MiB of new page cache.
+fn stats_over_qmp_match_meminfo_and_follow_page_cache(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("stats", driver)?)?;
+    g.load(driver)?;
+    g.qmp().set_stats_interval(1)?;
+    let (stats, m) = fresh_stats(&mut g)?;
+    let tol = 8 * MIB;
+    for (stat, field) in [
+        ("stat-free-memory", "MemFree"),
+        ("stat-total-memory", "MemTotal"),
+        ("stat-available-memory", "MemAvailable"),
+    ] {
+        let s = *stats.get(stat).ok_or_else(|| Error::Check(format!("no {stat} in {stats:?}")))?;
+        let v = m.kib(field)? * 1024;
+        ensure!(within(s, v, tol), "{stat} = {} MiB but {field} = {} MiB", s / MIB, v / MIB);
+    }
+    let caches0 = stats["stat-disk-caches"];
+    g.sh("dd if=/dev/zero of=/tmp/cache bs=1M count=64 2>/dev/null")?;
+    let (stats, _) = fresh_stats(&mut g)?;
+    let grew = stats["stat-disk-caches"].saturating_sub(caches0);
+    ensure!(grew >= 60 * MIB, "disk caches grew by {} MiB after writing 64 MiB", grew / MIB);
+    if driver == Driver::BalloonRs {
+        // QEMU 7.2 ignores tags 10-15; check them from inside the guest.
+        let d = debugfs(&mut g)?;
+        let vm = g.vmstat()?;
+        let page = 4096;
+        for (tag, counter, scale) in [
+            ("stat_oom_kill", "oom_kill", 1),
+            ("stat_async_scan", "pgscan_kswapd", page),
+            ("stat_direct_scan", "pgscan_direct", page),
+            ("stat_async_reclaim", "pgsteal_kswapd", page),
+            ("stat_direct_reclaim", "pgsteal_direct", page),
+        ] {
+            let sent = d.get(tag).copied().ok_or_else(|| Error::Check(format!("debugfs lacks {tag}")))?;
+            let now = vm.get(counter)? * scale;
+            // Counters only grow; what was sent a moment ago is <= now.
+            ensure!(sent <= now, "{tag} = {sent} but {counter} is now {now}");
+        }
+        let stall = d.get("stat_alloc_stall").copied().ok_or_else(|| Error::Check("no stat_alloc_stall".into()))?;
+        let stall_now: u64 = vm.0.iter().filter(|(k, _)| k.starts_with("allocstall_")).map(|(_, v)| v).sum();
+        ensure!(stall <= stall_now, "alloc_stall {stall} > {stall_now}");
+        ensure!(d.get("stats_requests").copied().unwrap_or(0) >= 2, "stats_requests did not move: {d:?}");
+    }
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// Waits for a guest-stats update newer than now; returns it with meminfo
+/// read right after.
+fn fresh_stats(g: &mut Guest) -> Result<(BTreeMap<String, u64>, MemInfo)> {
+    let start = g.qmp().guest_stats()?.last_update;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = g.qmp().guest_stats()?;
+        if s.last_update > start && s.last_update != 0 {
+            let m = g.meminfo()?;
+            return Ok((s.stats, m));
+        }
+        ensure!(Instant::now() < deadline, "guest stats never updated (last-update {})", s.last_update);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// balloon_rs's debugfs file as a map of its numeric fields.
+fn debugfs(g: &mut Guest) -> Result<BTreeMap<String, u64>> {
+    let text = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// With deflate-on-oom and the balloon holding 3/4 of memory, a workload
+/// that needs half of memory succeeds: the balloon shrank, no OOM kill.
+fn deflate_on_oom_lets_a_big_workload_run(driver: Driver) -> Result<()> {
+    let mut cfg = config("doom", driver)?;
+    cfg.balloon_props.push("deflate-on-oom=on".into());
+    let mut g = Guest::boot(cfg)?;
+    g.load(driver)?;
+    let size = g.config.mem_mib;
+    let total0 = g.meminfo()?.kib("MemTotal")?;
+    resize(&mut g, size / 4)?;
+    let total = g.meminfo()?.kib("MemTotal")?;
+    ensure!(total == total0, "with deflate-on-oom MemTotal must not change: {total0} -> {total} KiB");
+    let out = g.run_timeout(
+        &format!("balloon-guest workload --mib {} --content random --hold 1", size / 2),
+        Duration::from_secs(600),
+    )?;
+    ensure!(out.code == 0, "workload failed ({}): {}", out.code, out.text);
+    let actual = g.qmp().guest_size()? / MIB;
+    ensure!(actual > size / 4, "the balloon did not shrink: guest size still {actual} MiB");
+    let kills = g.vmstat()?.get("oom_kill")?;
+    ensure!(kills == 0, "{kills} OOM kills");
+    ensure!(!g.console().contains("Killed process"), "the OOM killer ran");
+    if driver == Driver::BalloonRs {
+        let d = debugfs(&mut g)?;
+        ensure!(d.get("oom_deflates").copied().unwrap_or(0) > 0, "no OOM deflates counted: {d:?}");
+    }
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// With an inflated balloon, `compact_memory` migrates balloon pages
+/// (`balloon_migrate` grows), and deflating afterwards still works.
+fn compaction_migrates_balloon_pages(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("compact", driver)?)?;
+    g.load(driver)?;
+    let size = g.config.mem_mib;
+    // Fragment memory first: page cache between balloon pages.
+    g.sh("dd if=/dev/zero of=/tmp/a bs=1M count=64 2>/dev/null")?;
+    resize(&mut g, size / 2)?;
+    g.sh("rm /tmp/a")?;
+    let before = g.vmstat()?.get("balloon_migrate")?;
+    for _ in 0..3 {
+        g.sh("echo 1 > /proc/sys/vm/compact_memory")?;
+    }
+    let after = g.vmstat()?.get("balloon_migrate")?;
+    ensure!(after > before, "balloon_migrate did not grow ({before} -> {after})");
+    resize(&mut g, size)?;
+    if driver == Driver::BalloonRs {
+        let d = debugfs(&mut g)?;
+        ensure!(
+            d.get("migrations").copied().unwrap_or(0) == after - before,
+            "debugfs migrations {:?} != balloon_migrate delta {}",
+            d.get("migrations"),
+            after - before
+        );
+    }
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// 50 cycles of insmod -> inflate 64 MiB -> rmmod leak nothing: MemTotal is
+/// exact afterwards and MemFree within 4 MiB of the baseline once the
+/// per-cpu lists drained.
+fn fifty_load_inflate_unload_cycles_leak_nothing(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("cycles", driver)?)?;
+    let size = g.config.mem_mib;
+    // Warm up once so the module's own first-load allocations are in the
+    // baseline.
+    g.load(driver)?;
+    g.unload(driver)?;
+    let base = g.meminfo()?;
+    let (total0, free0) = (base.kib("MemTotal")?, base.kib("MemFree")?);
+    for i in 0..50 {
+        g.qmp().set_guest_size((size - 64) * MIB)?;
+        g.load(driver)?;
+        let (reached, actual) = g.qmp().wait_guest_size((size - 64) * MIB, SETTLE)?;
+        ensure!(reached, "cycle {i}: actual {} MiB", actual / MIB);
+        g.unload(driver)?;
+    }
+    let total = g.meminfo()?.kib("MemTotal")?;
+    ensure!(total == total0, "MemTotal {total} KiB after 50 cycles, baseline {total0} KiB");
+    let free = wait_memfree_back(&mut g, free0, 4)?;
+    ensure!(free + 4 * 1024 >= free0, "MemFree {free} KiB after 50 cycles, baseline {free0} KiB: leak");
+    g.shutdown()
+}
+
+// ---- balloon_rs only -------------------------------------------------------
+
+/// The debugfs file shows target, actual, floor, features and counters, and
+/// they match what QMP and the guest see.
+#[test]
+fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
+    let mut g = Guest::boot(config("debugfs", Driver::BalloonRs)?)?;
+    g.load(Driver::BalloonRs)?;
+    resize(&mut g, 384)?;
+    let d = debugfs(&mut g)?;
+    for field in [
+        "target_pages", "actual_pages", "floor_mib", "available_mib", "batches_inflated", "batches_deflated",
+        "alloc_failures", "floor_holds", "oom_deflates", "migrations", "stats_requests", "config_changes",
+    ] {
+        ensure!(d.contains_key(field), "debugfs lacks {field}: {d:?}");
+    }
+    ensure!(d["actual_pages"] == 128 * 256, "actual_pages {} for a 128 MiB balloon", d["actual_pages"]);
+    ensure!(d["target_pages"] == 128 * 256, "target_pages {}", d["target_pages"]);
+    // 128 MiB in batches of 256 pages: exactly 128 batches.
+    ensure!(d["batches_inflated"] == 128, "batches_inflated {}", d["batches_inflated"]);
+    ensure!(d["floor_mib"] >= 32, "floor_mib {}", d["floor_mib"]);
+    let text = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
+    ensure!(text.contains("features:") && text.contains("stats_vq"), "features line missing:\n{text}");
+    g.unload(Driver::BalloonRs)?;
+    ensure!(
+        g.run("test -e /sys/kernel/debug/balloon_rs")?.code != 0,
+        "debugfs directory left behind after rmmod"
+    );
+    g.shutdown()
+}
+
+/// The `floor_mib` parameter: inflation stops with that much memory still
+/// available, says so (rate-limited), and reports the `actual` it reached.
+#[test]
+fn balloon_rs_floor_parameter_holds_inflation() -> Result<()> {
+    let mut g = Guest::boot(config("floor", Driver::BalloonRs)?)?;
+    g.sh("insmod /lib/modules/balloon_rs.ko floor_mib=300")?;
+    ensure!(
+        g.sh("cat /sys/module/balloon_rs/parameters/floor_mib")?.trim() == "300",
+        "parameter not visible in sysfs"
+    );
+    g.qmp().set_guest_size(64 * MIB)?;
+    // Wait for inflation to stop moving.
+    let mut last = u64::MAX;
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = g.qmp().guest_size()?;
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    // One batch (1 MiB) of slack plus what the guest's own activity moves.
+    ensure!((299..=310).contains(&avail), "MemAvailable {avail} MiB with a 300 MiB floor");
+    let d = debugfs(&mut g)?;
+    ensure!(d["floor_holds"] > 0, "no floor holds counted");
+    let qemu_balloon = (g.config.mem_mib * MIB - g.qmp().guest_size()?) / 4096;
+    ensure!(
+        d["actual_pages"] == qemu_balloon,
+        "debugfs actual {} != QEMU's balloon {} pages",
+        d["actual_pages"],
+        qemu_balloon
+    );
+    ensure!(g.sh("dmesg")?.contains("holding at the floor"), "no floor message in dmesg");
+    g.unload(Driver::BalloonRs)?;
+    g.shutdown()
+}
