@@ -10,7 +10,8 @@ CLIPPY_DRIVER ?= /usr/bin/clippy-driver
 RUSTFMT ?= rustfmt
 BINDGEN ?= $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/bindgen
 RUST_LIB_SRC ?= /usr/src/rustc-$(shell $(RUSTC) --version 2>/dev/null | cut -d' ' -f2)/library
-export RUSTC RUSTDOC CLIPPY_DRIVER BINDGEN RUST_LIB_SRC
+# Passed to the kernel build only: cargo must keep using rustup's rustc.
+KENV = RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC) CLIPPY_DRIVER=$(CLIPPY_DRIVER) BINDGEN=$(BINDGEN) RUST_LIB_SRC=$(RUST_LIB_SRC)
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC) \
 	RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN) CLIPPY_DRIVER=$(CLIPPY_DRIVER)
@@ -34,15 +35,16 @@ setup:
 	@bash scripts/setup.sh
 
 kernel:
-	@bash kernel/build.sh normal build/kernel
+	@$(KENV) bash kernel/build.sh normal build/kernel
 
 kernel-debug:
-	@bash kernel/build.sh debug build/kernel-debug
+	@$(KENV) bash kernel/build.sh debug build/kernel-debug
 
 clippy:
 	@test -f $(KDIR)/Module.symvers || { echo "error: no built kernel at $(KDIR); run 'make kernel'" >&2; exit 1; }
 	@touch $(MODULE_SRCS)
-	$(KMAKE) CLIPPY=1 modules
+	@$(KMAKE) CLIPPY=1 modules 2>&1 | tee build/clippy.log
+	@! grep -q '^\(warning\|error\)' build/clippy.log || { echo "clippy: the module has warnings (see above)" >&2; exit 1; }
 	cargo clippy --workspace --all-targets -- -D warnings
 
 rustfmt:

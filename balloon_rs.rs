@@ -137,7 +137,11 @@ impl debugfs::Show for Shared {
         writeln!(out, "actual_pages: {actual}")?;
         writeln!(out, "actual_mib: {}", mib(actual))?;
         writeln!(out, "floor_mib: {}", gmib(self.floor_pages.load(Relaxed)))?;
-        writeln!(out, "available_mib: {}", gmib(self.available_pages.load(Relaxed)))?;
+        writeln!(
+            out,
+            "available_mib: {}",
+            gmib(self.available_pages.load(Relaxed))
+        )?;
         let features = self.features.load(Relaxed);
         write!(out, "features:")?;
         for (bit, name) in FEATURE_NAMES {
@@ -306,7 +310,11 @@ impl Balloon {
         let Some(q) = queues.as_mut() else {
             return Err(ENODEV);
         };
-        let vq = if deflate { &mut q.deflate } else { &mut q.inflate };
+        let vq = if deflate {
+            &mut q.deflate
+        } else {
+            &mut q.inflate
+        };
         vq.send_and_wait(&pfns[..n], &self.acked)
     }
 
@@ -324,7 +332,8 @@ impl Balloon {
         let snap = mm::mem_snapshot();
         let floor = self.floor_pages(&snap, inner.held);
         self.shared.available_pages.store(snap.available, Relaxed);
-        let mut allowed = policy::inflate_allowance(snap.available, floor, policy::batch_pages(want, PAGE_SHIFT));
+        let mut allowed =
+            policy::inflate_allowance(snap.available, floor, policy::batch_pages(want, PAGE_SHIFT));
         let now = mm::now_ms();
         let last_oom = self.shared.last_oom_ms.load(Relaxed);
         if last_oom != 0 && !policy::rate_limit_ok(now, last_oom, policy::OOM_HOLDOFF_MS) {
@@ -332,7 +341,11 @@ impl Balloon {
         }
         if allowed == 0 {
             self.shared.floor_holds.fetch_add(1, Relaxed);
-            if policy::rate_limit_ok(now, self.shared.last_floor_log_ms.load(Relaxed), FLOOR_LOG_INTERVAL_MS) {
+            if policy::rate_limit_ok(
+                now,
+                self.shared.last_floor_log_ms.load(Relaxed),
+                FLOOR_LOG_INTERVAL_MS,
+            ) {
                 self.shared.last_floor_log_ms.store(now, Relaxed);
                 pr_info!(
                     "holding at the floor: balloon {} MiB of a {} MiB target, {} MiB available, floor {} MiB\n",
@@ -369,7 +382,11 @@ impl Balloon {
         let n = count * PER_PAGE as usize;
         if let Err(e) = self.tell_host(inner, n, false) {
             // The host never heard of these pages: take them back out.
-            pr_err!("inflate request failed ({:?}); returning {} pages\n", e, count);
+            pr_err!(
+                "inflate request failed ({:?}); returning {} pages\n",
+                e,
+                count
+            );
             for _ in 0..count {
                 if let Some(p) = self.pool.dequeue() {
                     p.release(adjust);
@@ -619,9 +636,10 @@ impl virtio::Driver for BalloonDriver {
         }
         shared.features.store(bits, Relaxed);
         shared.target.store(target, Relaxed);
-        let debugfs = debugfs::DebugFile::new(c_str!("balloon_rs"), c_str!("status"), shared.clone())
-            .inspect_err(|_| pr_warn!("no debugfs view (debugfs unavailable)\n"))
-            .ok();
+        let debugfs =
+            debugfs::DebugFile::new(c_str!("balloon_rs"), c_str!("status"), shared.clone())
+                .inspect_err(|_| pr_warn!("no debugfs view (debugfs unavailable)\n"))
+                .ok();
         let events = KBox::new([0; mm::NR_VM_EVENTS], GFP_KERNEL)?;
         pr_info!(
             "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={} deflate_on_oom={}\n",

@@ -61,7 +61,13 @@ impl<T: Show> DebugFile<T> {
         // SAFETY: `d` is a live directory; `file` is a valid C string; the
         // fops are static and `raw` stays valid until `drop` removed the file.
         let f = unsafe {
-            bindings::debugfs_create_file(file.as_char_ptr(), 0o444, d, raw.cast_mut().cast(), Fops::<T>::table())
+            bindings::debugfs_create_file(
+                file.as_char_ptr(),
+                0o444,
+                d,
+                raw.cast_mut().cast(),
+                Fops::<T>::table(),
+            )
         };
         if is_err(f) {
             // SAFETY: `d` was created above; `raw` came from `Arc::into_raw`
@@ -98,7 +104,8 @@ struct Fops<T>(PhantomData<T>);
 impl<T: Show> Fops<T> {
     const FOPS: bindings::file_operations = {
         // SAFETY: All-zero is a valid `file_operations` (no operations).
-        let mut f: bindings::file_operations = unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
+        let mut f: bindings::file_operations =
+            unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
         f.open = Some(bindings::simple_open);
         f.read = Some(read_fn::<T>);
         f.llseek = Some(bindings::default_llseek);
@@ -129,7 +136,13 @@ unsafe extern "C" fn read_fn<T: Show>(
         // SAFETY: `buf`/`count`/`ppos` come from the VFS for this read; the
         // source is `text`, valid for its length.
         let n = unsafe {
-            bindings::simple_read_from_buffer(buf.cast(), count, ppos, text.0.as_ptr().cast(), text.0.len())
+            bindings::simple_read_from_buffer(
+                buf.cast(),
+                count,
+                ppos,
+                text.0.as_ptr().cast(),
+                text.0.len(),
+            )
         };
         Ok(n)
     })

@@ -38,7 +38,11 @@ unsafe impl<T: Send> Sync for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// Creates a mutex; `name` and `key` are for lockdep.
-    pub(crate) fn new(data: T, name: &'static CStr, key: &'static LockClassKey) -> impl PinInit<Self> {
+    pub(crate) fn new(
+        data: T,
+        name: &'static CStr,
+        key: &'static LockClassKey,
+    ) -> impl PinInit<Self> {
         let key = crate::wait::lock_class_ptr(key);
         pin_init!(Self {
             data: UnsafeCell::new(data),

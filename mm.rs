@@ -36,7 +36,8 @@ pub(crate) fn mem_snapshot() -> MemSnapshot {
     // SAFETY: Always safe to call.
     let available = unsafe { bindings::si_mem_available() }.max(0) as u64;
     // SAFETY: Always safe to call with a valid item.
-    let file = unsafe { bindings::global_node_page_state(bindings::node_stat_item_NR_FILE_PAGES) } as u64;
+    let file =
+        unsafe { bindings::global_node_page_state(bindings::node_stat_item_NR_FILE_PAGES) } as u64;
     MemSnapshot {
         total: info.totalram as u64,
         free: info.freeram as u64,

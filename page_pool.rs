@@ -84,8 +84,8 @@ impl PagePool {
     /// Without deflate-on-OOM (`adjust_managed`) it leaves MemTotal.
     pub(crate) fn enqueue(&self, page: BalloonPage, adjust_managed: bool) -> u64 {
         let pfn = page.pfn();
-        let raw = page.0.as_ptr();
-        core::mem::forget(page);
+        let BalloonPage(raw) = page;
+        let raw = raw.as_ptr();
         // SAFETY: The pool is initialised (type invariant); the page is ours
         // and on no list; its reference now belongs to the list.
         unsafe { bindings::balloon_page_enqueue(self.info.get(), raw) };
@@ -201,7 +201,10 @@ impl<'a> Migration<'a> {
             bindings::count_vm_event(bindings::vm_event_item_BALLOON_MIGRATE);
             bindings::spin_unlock_irqrestore(&raw mut (*info).pages_lock, flags);
         }
-        Migrated { old: self.old, _pool: core::marker::PhantomData }
+        Migrated {
+            old: self.old,
+            _pool: core::marker::PhantomData,
+        }
     }
 }
 

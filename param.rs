@@ -57,16 +57,19 @@ macro_rules! module_param_ulong {
             }
             #[link_section = "__param"]
             #[used(compiler)]
-            static PARAM: $crate::param::KernelParam = $crate::param::KernelParam(kernel::bindings::kernel_param {
-                name: concat!(stringify!($name), "\0").as_ptr().cast(),
-                // Only addresses are taken here, which needs no `unsafe`.
-                mod_: core::ptr::addr_of!(__this_module).cast_mut().cast(),
-                ops: core::ptr::addr_of!(kernel::bindings::param_ops_ulong),
-                perm: $perm,
-                level: -1,
-                flags: 0,
-                __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 { arg: $value.as_arg() },
-            });
+            static PARAM: $crate::param::KernelParam =
+                $crate::param::KernelParam(kernel::bindings::kernel_param {
+                    name: concat!(stringify!($name), "\0").as_ptr().cast(),
+                    // Only addresses are taken here, which needs no `unsafe`.
+                    mod_: core::ptr::addr_of!(__this_module).cast_mut().cast(),
+                    ops: core::ptr::addr_of!(kernel::bindings::param_ops_ulong),
+                    perm: $perm,
+                    level: -1,
+                    flags: 0,
+                    __bindgen_anon_1: kernel::bindings::kernel_param__bindgen_ty_1 {
+                        arg: $value.as_arg(),
+                    },
+                });
             #[link_section = ".modinfo"]
             #[used(compiler)]
             static PARMTYPE: [u8; concat!("parmtype=", stringify!($name), ":ulong\0").len()] =

@@ -67,7 +67,11 @@ const fn isqrt(n: u64) -> u64 {
 /// memory, and four times the high watermark the kernel derives from its
 /// lowmem (high = min + 2 * max(min / 4, 0.1 % of memory), as
 /// `__setup_per_zone_wmarks()` with the default scale factor).
-pub(crate) const fn default_floor_pages(guest_pages: u64, lowmem_pages: u64, page_shift: u32) -> u64 {
+pub(crate) const fn default_floor_pages(
+    guest_pages: u64,
+    lowmem_pages: u64,
+    page_shift: u32,
+) -> u64 {
     let kib_per_page = 1u64 << (page_shift - 10);
     let min_kib = min_free_kib(lowmem_pages * kib_per_page);
     let guest_kib = guest_pages * kib_per_page;
@@ -89,7 +93,12 @@ pub(crate) const fn default_floor_pages(guest_pages: u64, lowmem_pages: u64, pag
 
 /// Floor in guest pages from the `floor_mib` module parameter, or the
 /// default when it is 0.
-pub(crate) const fn floor_pages(param_mib: u64, guest_pages: u64, lowmem_pages: u64, page_shift: u32) -> u64 {
+pub(crate) const fn floor_pages(
+    param_mib: u64,
+    guest_pages: u64,
+    lowmem_pages: u64,
+    page_shift: u32,
+) -> u64 {
     if param_mib > 0 {
         param_mib << (20 - page_shift)
     } else {
@@ -189,8 +198,11 @@ mod tests {
     #[test]
     fn default_floor_scales_with_the_guest() {
         let mib = |m: u64| m * 256; // 4 KiB pages per MiB
-        // Small guests get the minimum.
-        assert_eq!(default_floor_pages(mib(256), mib(240), 12), mib(FLOOR_MIN_MIB));
+                                    // Small guests get the minimum.
+        assert_eq!(
+            default_floor_pages(mib(256), mib(240), 12),
+            mib(FLOOR_MIN_MIB)
+        );
         assert_eq!(default_floor_pages(mib(512), mib(490), 12), mib(32));
         // Larger ones 1/16 of their memory.
         assert_eq!(default_floor_pages(mib(4096), mib(4000), 12), mib(256));
@@ -203,7 +215,10 @@ mod tests {
     #[test]
     fn floor_parameter_overrides_the_default() {
         assert_eq!(floor_pages(100, 1 << 20, 1 << 20, 12), 100 * 256);
-        assert_eq!(floor_pages(0, 131_072, 125_000, 12), default_floor_pages(131_072, 125_000, 12));
+        assert_eq!(
+            floor_pages(0, 131_072, 125_000, 12),
+            default_floor_pages(131_072, 125_000, 12)
+        );
     }
 
     #[test]
@@ -240,6 +255,9 @@ mod tests {
         assert!(rate_limit_ok(5, 0, 10_000));
         assert!(!rate_limit_ok(9_999, 1, 10_000));
         assert!(rate_limit_ok(10_001, 1, 10_000));
-        assert!(!rate_limit_ok(1, 5, 10), "clock going back is not a reason to log");
+        assert!(
+            !rate_limit_ok(1, 5, 10),
+            "clock going back is not a reason to log"
+        );
     }
 }

@@ -57,20 +57,47 @@ pub(crate) fn collect(events: &mut [kernel::ffi::c_ulong; NR_VM_EVENTS]) -> [Sta
         .map(|zid| ev(b::vm_event_item_ALLOCSTALL_NORMAL - b::zone_type_ZONE_NORMAL + zid))
         .sum();
     let m = mm::mem_snapshot();
-    let s = |tag: u32, val: u64| Stat { tag: tag as u16, val };
+    let s = |tag: u32, val: u64| Stat {
+        tag: tag as u16,
+        val,
+    };
     [
-        s(b::VIRTIO_BALLOON_S_SWAP_IN, pages_to_bytes(ev(b::vm_event_item_PSWPIN))),
-        s(b::VIRTIO_BALLOON_S_SWAP_OUT, pages_to_bytes(ev(b::vm_event_item_PSWPOUT))),
+        s(
+            b::VIRTIO_BALLOON_S_SWAP_IN,
+            pages_to_bytes(ev(b::vm_event_item_PSWPIN)),
+        ),
+        s(
+            b::VIRTIO_BALLOON_S_SWAP_OUT,
+            pages_to_bytes(ev(b::vm_event_item_PSWPOUT)),
+        ),
         s(b::VIRTIO_BALLOON_S_MAJFLT, ev(b::vm_event_item_PGMAJFAULT)),
         s(b::VIRTIO_BALLOON_S_MINFLT, ev(b::vm_event_item_PGFAULT)),
         s(b::VIRTIO_BALLOON_S_OOM_KILL, ev(b::vm_event_item_OOM_KILL)),
         s(b::VIRTIO_BALLOON_S_ALLOC_STALL, stall),
-        s(b::VIRTIO_BALLOON_S_ASYNC_SCAN, pages_to_bytes(ev(b::vm_event_item_PGSCAN_KSWAPD))),
-        s(b::VIRTIO_BALLOON_S_DIRECT_SCAN, pages_to_bytes(ev(b::vm_event_item_PGSCAN_DIRECT))),
-        s(b::VIRTIO_BALLOON_S_ASYNC_RECLAIM, pages_to_bytes(ev(b::vm_event_item_PGSTEAL_KSWAPD))),
-        s(b::VIRTIO_BALLOON_S_DIRECT_RECLAIM, pages_to_bytes(ev(b::vm_event_item_PGSTEAL_DIRECT))),
-        s(b::VIRTIO_BALLOON_S_HTLB_PGALLOC, ev(b::vm_event_item_HTLB_BUDDY_PGALLOC)),
-        s(b::VIRTIO_BALLOON_S_HTLB_PGFAIL, ev(b::vm_event_item_HTLB_BUDDY_PGALLOC_FAIL)),
+        s(
+            b::VIRTIO_BALLOON_S_ASYNC_SCAN,
+            pages_to_bytes(ev(b::vm_event_item_PGSCAN_KSWAPD)),
+        ),
+        s(
+            b::VIRTIO_BALLOON_S_DIRECT_SCAN,
+            pages_to_bytes(ev(b::vm_event_item_PGSCAN_DIRECT)),
+        ),
+        s(
+            b::VIRTIO_BALLOON_S_ASYNC_RECLAIM,
+            pages_to_bytes(ev(b::vm_event_item_PGSTEAL_KSWAPD)),
+        ),
+        s(
+            b::VIRTIO_BALLOON_S_DIRECT_RECLAIM,
+            pages_to_bytes(ev(b::vm_event_item_PGSTEAL_DIRECT)),
+        ),
+        s(
+            b::VIRTIO_BALLOON_S_HTLB_PGALLOC,
+            ev(b::vm_event_item_HTLB_BUDDY_PGALLOC),
+        ),
+        s(
+            b::VIRTIO_BALLOON_S_HTLB_PGFAIL,
+            ev(b::vm_event_item_HTLB_BUDDY_PGALLOC_FAIL),
+        ),
         s(b::VIRTIO_BALLOON_S_MEMFREE, pages_to_bytes(m.free)),
         s(b::VIRTIO_BALLOON_S_MEMTOT, pages_to_bytes(m.total)),
         s(b::VIRTIO_BALLOON_S_AVAIL, pages_to_bytes(m.available)),
@@ -96,7 +123,10 @@ impl StatsQueue {
     pub(crate) fn new(vq: Virtqueue) -> Result<Self> {
         Ok(Self {
             vq,
-            buf: ManuallyDrop::new(KBox::new([b::virtio_balloon_stat::default(); NR_STATS], GFP_KERNEL)?),
+            buf: ManuallyDrop::new(KBox::new(
+                [b::virtio_balloon_stat::default(); NR_STATS],
+                GFP_KERNEL,
+            )?),
             posted: false,
         })
     }

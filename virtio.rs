@@ -176,7 +176,11 @@ impl Device {
     ///
     /// `queues` must be every queue handle of this device; a handle of
     /// another device is refused (and nothing deleted).
-    pub(crate) fn delete_queues(&self, reset: Reset<'_>, queues: impl IntoIterator<Item = Virtqueue>) {
+    pub(crate) fn delete_queues(
+        &self,
+        reset: Reset<'_>,
+        queues: impl IntoIterator<Item = Virtqueue>,
+    ) {
         if !core::ptr::eq(reset.0, self) {
             pr_warn!("refusing to delete queues: the reset token is another device's\n");
             return;
@@ -284,7 +288,11 @@ impl Virtqueue {
     ///
     /// The buffer is borrowed for the whole exchange, so it cannot change
     /// while the device reads it.
-    pub(crate) fn send_and_wait<T: Copy>(&mut self, buf: &[T], acked: &crate::wait::WaitQueue) -> Result {
+    pub(crate) fn send_and_wait<T: Copy>(
+        &mut self,
+        buf: &[T],
+        acked: &crate::wait::WaitQueue,
+    ) -> Result {
         // SAFETY: `buf` is borrowed until this function returns, and it does
         // not return before the device gave the buffer back.
         unsafe { self.add_outbuf(buf.as_ptr().cast(), core::mem::size_of_val(buf)) }?;

@@ -7,7 +7,9 @@
 //! C header: [`include/linux/workqueue.h`].
 
 use core::marker::PhantomData;
-use kernel::{bindings, prelude::*, str::CStr, sync::LockClassKey, types::Opaque, workqueue::Queue};
+use kernel::{
+    bindings, prelude::*, str::CStr, sync::LockClassKey, types::Opaque, workqueue::Queue,
+};
 
 /// A type with a [`RawWork`] field whose handler is [`Worker::run`].
 ///
@@ -85,10 +87,18 @@ impl<T: Worker<ID>, const ID: u64> RawWork<T, ID> {
     pub(crate) fn queue(&self, queue: &Queue) -> bool {
         // `Queue` is `repr(transparent)` over the C struct, whose pointer
         // the kernel crate keeps private.
-        let wq = core::ptr::from_ref(queue).cast_mut().cast::<bindings::workqueue_struct>();
+        let wq = core::ptr::from_ref(queue)
+            .cast_mut()
+            .cast::<bindings::workqueue_struct>();
         // SAFETY: `work` is initialised (type invariant) and `wq` is a live
         // workqueue (it came from a `&Queue`).
-        unsafe { bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, wq, self.work.get()) }
+        unsafe {
+            bindings::queue_work_on(
+                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
+                wq,
+                self.work.get(),
+            )
+        }
     }
 
     /// Cancels the work if pending and waits for a running instance; also

@@ -32,7 +32,7 @@ pub fn serve(tty: &str) -> io::Result<()> {
             continue;
         }
         let (code, output) = run(cmd);
-        write!(writer, "@@{id} {code} {}\n", output.len())?;
+        writeln!(writer, "@@{id} {code} {}", output.len())?;
         writer.write_all(&output)?;
         writer.flush()?;
     }

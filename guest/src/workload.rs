@@ -101,7 +101,7 @@ fn fill_page(content: Content, page: usize, buf: &mut [u8]) {
                 buf[pos..pos + n].copy_from_slice(&word[..n]);
                 pos += n;
                 if pos < buf.len() {
-                    buf[pos] = if seed % 11 == 0 { b'\n' } else { b' ' };
+                    buf[pos] = if seed.is_multiple_of(11) { b'\n' } else { b' ' };
                     pos += 1;
                 }
             }

@@ -99,7 +99,7 @@ fn write_entry(
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -174,7 +174,7 @@ mod tests {
             .symlink("bin/y", "x");
         let bytes = c.to_bytes();
         assert_eq!(&bytes[..6], b"070701");
-        assert_eq!(bytes.len() % 4, 0);
+        assert!(bytes.len().is_multiple_of(4));
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("bin/x\0"));
         assert!(text.contains("hello"));
