@@ -62,11 +62,11 @@ $(GUEST_BIN): $(wildcard guest/src/*.rs) guest/Cargo.toml
 
 # Unit tests: the host crates and the module's pure arithmetic (policy.rs).
 test-unit:
-	cargo test --workspace --lib --bins
+	cargo test --no-fail-fast --workspace --lib --bins
 
 # Guest tests: boot QEMU guests with both drivers.
 test-guest: kernel module guest
-	cargo test -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2)
+	cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2)
 
 test: test-unit test-guest
 

@@ -416,9 +416,11 @@ fn balloon_rs_floor_parameter_holds_inflation() -> Result<()> {
         last = now;
     }
     let avail = g.meminfo()?.mib("MemAvailable")?;
-    // One batch (1 MiB) of slack plus what the guest's own activity moves.
+    // The floor is checked before each 1 MiB batch; pages parked on per-cpu
+    // lists and the guest's own activity move MemAvailable by a few MiB:
+    // 4 MiB below, 10 MiB above.
     ensure!(
-        (299..=310).contains(&avail),
+        (296..=310).contains(&avail),
         "MemAvailable {avail} MiB with a 300 MiB floor"
     );
     let d = debugfs(&mut g)?;
