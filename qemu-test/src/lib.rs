@@ -22,5 +22,19 @@ pub use artifacts::{Artifacts, Driver};
 pub use error::{Error, Result};
 pub use guest::{Accel, Guest, GuestConfig};
 
+/// Generates one `#[test]` per driver, in modules `balloon_rs` and
+/// `c_driver`, from functions `fn(Driver) -> Result<()>` of the same names.
+#[macro_export]
+macro_rules! both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod balloon_rs {
+            $(#[test] fn $name() -> $crate::Result<()> { super::$name($crate::Driver::BalloonRs) })*
+        }
+        mod c_driver {
+            $(#[test] fn $name() -> $crate::Result<()> { super::$name($crate::Driver::C) })*
+        }
+    };
+}
+
 /// Bytes in a MiB.
 pub const MIB: u64 = 1 << 20;

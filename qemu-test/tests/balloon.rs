@@ -11,18 +11,7 @@ use qemu_test::{ensure, Driver, Error, Guest, GuestConfig, Result, MIB};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-macro_rules! both_drivers {
-    ($($name:ident),* $(,)?) => {
-        mod balloon_rs {
-            $(#[test] fn $name() -> qemu_test::Result<()> { super::$name(qemu_test::Driver::BalloonRs) })*
-        }
-        mod c_driver {
-            $(#[test] fn $name() -> qemu_test::Result<()> { super::$name(qemu_test::Driver::C) })*
-        }
-    };
-}
-
-both_drivers!(
+qemu_test::both_drivers!(
     inflate_half_then_deflate_and_unload_restores_memory,
     stats_over_qmp_match_meminfo_and_follow_page_cache,
     deflate_on_oom_lets_a_big_workload_run,
@@ -90,6 +79,12 @@ fn inflate_half_then_deflate_and_unload_restores_memory(driver: Driver) -> Resul
     );
 
     resize(&mut g, size)?;
+    let deflated = g.vmstat()?.get("balloon_deflate")?;
+    ensure!(
+        deflated >= size / 2 * 256,
+        "balloon_deflate {deflated} < {} pages",
+        size / 2 * 256
+    );
     let back = g.meminfo()?.kib("MemTotal")?;
     ensure!(
         back.abs_diff(total0) <= 1024,

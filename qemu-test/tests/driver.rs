@@ -8,19 +8,7 @@
 use qemu_test::{ensure, Driver, Guest, GuestConfig, Result, MIB};
 use std::time::Duration;
 
-/// Generates one `#[test]` per driver from a `fn(Driver) -> Result<()>`.
-macro_rules! both_drivers {
-    ($($name:ident),* $(,)?) => {
-        mod balloon_rs {
-            $(#[test] fn $name() -> qemu_test::Result<()> { super::$name(qemu_test::Driver::BalloonRs) })*
-        }
-        mod c_driver {
-            $(#[test] fn $name() -> qemu_test::Result<()> { super::$name(qemu_test::Driver::C) })*
-        }
-    };
-}
-
-both_drivers!(
+qemu_test::both_drivers!(
     binds_and_unbinds_cleanly,
     probe_sees_target_set_before_insmod,
     workload_memory_shows_in_meminfo,
