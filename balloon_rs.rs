@@ -35,6 +35,7 @@ mod oom;
 mod page_pool;
 mod param;
 mod policy;
+mod reporting;
 mod stats;
 mod virtio;
 mod wait;
@@ -80,10 +81,15 @@ const FLOOR_LOG_INTERVAL_MS: u64 = 10_000;
 /// bindings do not include.
 const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
 
-/// Queue indices in `find_vqs` order (C's `enum virtio_balloon_vq`).
+/// Queue indices in `find_vqs` order (C's `enum virtio_balloon_vq`). Queues
+/// of features not negotiated get no name and no index on the device (QEMU
+/// numbers the rest densely), as in C.
 const VQ_INFLATE: usize = 0;
 const VQ_DEFLATE: usize = 1;
 const VQ_STATS: usize = 2;
+const VQ_FREE_PAGE: usize = 3;
+const VQ_REPORTING: usize = 4;
+const VQ_COUNT: usize = 5;
 
 /// Work item ids.
 const SIZE_WORK: u64 = 0;
@@ -110,6 +116,10 @@ struct Shared {
     migrations: AtomicU64,
     migrations_busy: AtomicU64,
     stats_requests: AtomicU64,
+    reports: AtomicU64,
+    reported_bytes: AtomicU64,
+    freezes: AtomicU64,
+    restores: AtomicU64,
     stats_valid: AtomicBool,
     /// The last statistics sent, indexed by tag.
     last_stats: [AtomicU64; NR_STATS],
@@ -163,9 +173,16 @@ impl debugfs::Show for Shared {
             ("migrations", &self.migrations),
             ("migrations_busy", &self.migrations_busy),
             ("stats_requests", &self.stats_requests),
+            ("reports", &self.reports),
+            ("reported_mib", &self.reported_bytes),
+            ("freezes", &self.freezes),
+            ("restores", &self.restores),
         ];
         for (name, c) in counters {
-            writeln!(out, "{name}: {}", c.load(Relaxed))?;
+            let v = c.load(Relaxed);
+            // Byte counters are shown in MiB.
+            let v = if name.ends_with("_mib") { v >> 20 } else { v };
+            writeln!(out, "{name}: {v}")?;
         }
         if self.stats_valid.load(Relaxed) {
             for (name, v) in stats::TAG_NAMES.iter().zip(self.last_stats.iter()) {
@@ -208,6 +225,62 @@ struct StatsState {
 struct Features {
     stats: bool,
     deflate_on_oom: bool,
+    reporting: bool,
+}
+
+/// Every queue of the device, as `find_vqs` returns them.
+struct AllQueues {
+    main: Queues,
+    stats: Option<StatsQueue>,
+    report: Option<Virtqueue>,
+}
+
+/// Finds the device's queues (probe and restore), as C's `init_vqs()`.
+fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
+    let [inflate, deflate, stats, _free_page, report] = d.find_vqs::<VQ_COUNT>(&[
+        QueueInfo {
+            name: Some(c_str!("inflate")),
+            callback: virtio::vq_callback::<BalloonDriver, VQ_INFLATE>(),
+        },
+        QueueInfo {
+            name: Some(c_str!("deflate")),
+            callback: virtio::vq_callback::<BalloonDriver, VQ_DEFLATE>(),
+        },
+        QueueInfo {
+            name: f.stats.then_some(c_str!("stats")),
+            callback: virtio::vq_callback::<BalloonDriver, VQ_STATS>(),
+        },
+        QueueInfo {
+            name: None,
+            callback: virtio::vq_callback::<BalloonDriver, VQ_FREE_PAGE>(),
+        },
+        QueueInfo {
+            name: f.reporting.then_some(c_str!("reporting_vq")),
+            callback: virtio::vq_callback::<BalloonDriver, VQ_REPORTING>(),
+        },
+    ])?;
+    let too_small = report
+        .as_ref()
+        .is_some_and(|r| r.size() < bindings::PAGE_REPORTING_CAPACITY);
+    let (Some(inflate), Some(deflate)) = (inflate, deflate) else {
+        // find_vqs() sets up every named queue; this cannot happen.
+        return Err(ENODEV);
+    };
+    if too_small {
+        // The reporting queue must hold a whole batch of reported pages.
+        let reset = d.reset();
+        d.delete_queues(reset, [Some(inflate), Some(deflate), stats, report].into_iter().flatten());
+        return Err(ENOSPC);
+    }
+    let stats = match stats.map(StatsQueue::new).transpose() {
+        Ok(s) => s,
+        Err(e) => return Err(e),
+    };
+    Ok(AllQueues {
+        main: Queues { inflate, deflate },
+        stats,
+        report,
+    })
 }
 
 /// Per-device state.
@@ -225,6 +298,9 @@ struct Balloon {
     /// Deflates on OOM (only registered with DEFLATE_ON_OOM).
     #[pin]
     oom: oom::OomNotifier<Balloon>,
+    /// Free page reporting (only registered with REPORTING).
+    #[pin]
+    reporting: reporting::PageReporting<Balloon>,
     /// The debugfs file; `None` if debugfs is unavailable.
     debugfs: Option<debugfs::DebugFile<Shared>>,
     dev: DeviceHandle,
@@ -241,6 +317,9 @@ struct Balloon {
     /// The stats queue.
     #[pin]
     stats: Mutex<StatsState>,
+    /// The free page reporting queue.
+    #[pin]
+    report_vq: Mutex<Option<Virtqueue>>,
     /// Woken by the inflate and deflate queues' interrupts.
     #[pin]
     acked: wait::WaitQueue,
@@ -250,6 +329,7 @@ impl_worker!(Balloon, size_work, 0);
 impl_worker!(Balloon, stats_work, 1);
 impl_oom_handler!(Balloon, oom);
 impl_migrate!(Balloon, pool);
+impl_reporter!(Balloon, reporting);
 
 /// What one run of the size work achieved.
 enum Step {
@@ -521,6 +601,49 @@ impl Balloon {
     }
 }
 
+impl Balloon {
+    /// Posts the first stats buffer, as C's `init_vqs()`.
+    fn prime_stats(&self) -> Result {
+        let mut st = self.stats.lock();
+        let StatsState { queue, events } = &mut *st;
+        match queue.as_mut() {
+            Some(q) => q.post(self.dev(), &stats::collect(events)),
+            None => Ok(()),
+        }
+    }
+
+    /// Resets the device and deletes every queue (remove, freeze).
+    fn teardown_queues(&self) {
+        let dev = self.dev();
+        let reset = dev.reset();
+        // A stats interrupt may have queued the work before the reset.
+        self.stats_work.cancel_sync();
+        let stats_vq = self.stats.lock().queue.take().map(|q| q.release(&reset));
+        let report_vq = self.report_vq.lock().take();
+        let queues = self.inner.lock().queues.take();
+        let (inflate, deflate) = match queues {
+            Some(Queues { inflate, deflate }) => (Some(inflate), Some(deflate)),
+            None => (None, None),
+        };
+        dev.delete_queues(reset, [inflate, deflate, stats_vq, report_vq].into_iter().flatten());
+    }
+}
+
+impl reporting::Reporter for Balloon {
+    fn report(&self, list: reporting::ReportList<'_>) -> Result {
+        let bytes = list.bytes();
+        let mut vq = self.report_vq.lock();
+        let Some(vq) = vq.as_mut() else {
+            // Frozen or being removed: the pages simply stay unreported.
+            return Err(ENODEV);
+        };
+        vq.report_and_wait(list, &self.acked)?;
+        self.shared.reports.fetch_add(1, Relaxed);
+        self.shared.reported_bytes.fetch_add(bytes, Relaxed);
+        Ok(())
+    }
+}
+
 impl work::Worker<SIZE_WORK> for Balloon {
     fn run(&self) {
         if !self.stop.load(Relaxed) {
@@ -587,9 +710,19 @@ impl virtio::Driver for BalloonDriver {
         bindings::VIRTIO_BALLOON_F_MUST_TELL_HOST,
         bindings::VIRTIO_BALLOON_F_STATS_VQ,
         bindings::VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+        bindings::VIRTIO_BALLOON_F_PAGE_POISON,
+        bindings::VIRTIO_BALLOON_F_REPORTING,
     ];
 
     fn validate(dev: &mut virtio::Validation<'_>) -> Result {
+        // Page poison only matters if freed pages have a known content; and
+        // reporting without telling the host that content could let it
+        // change free pages the kernel expects poisoned (as C).
+        if !mm::want_init_on_free() && !mm::page_poisoning_enabled() {
+            dev.clear(bindings::VIRTIO_BALLOON_F_PAGE_POISON);
+        } else if !dev.offered(bindings::VIRTIO_BALLOON_F_PAGE_POISON) {
+            dev.clear(bindings::VIRTIO_BALLOON_F_REPORTING);
+        }
         // As C: no indirect descriptors (no allocation when adding buffers),
         // and no platform DMA translation for the PFNs.
         dev.clear(VIRTIO_RING_F_INDIRECT_DESC);
@@ -602,26 +735,24 @@ impl virtio::Driver for BalloonDriver {
         let features = Features {
             stats: d.has_feature(bindings::VIRTIO_BALLOON_F_STATS_VQ),
             deflate_on_oom: d.has_feature(bindings::VIRTIO_BALLOON_F_DEFLATE_ON_OOM),
+            reporting: d.has_feature(bindings::VIRTIO_BALLOON_F_REPORTING),
         };
-        let [inflate, deflate, stats_vq] = d.find_vqs(&[
-            QueueInfo {
-                name: Some(c_str!("inflate")),
-                callback: virtio::vq_callback::<Self, VQ_INFLATE>(),
-            },
-            QueueInfo {
-                name: Some(c_str!("deflate")),
-                callback: virtio::vq_callback::<Self, VQ_DEFLATE>(),
-            },
-            QueueInfo {
-                name: features.stats.then_some(c_str!("stats")),
-                callback: virtio::vq_callback::<Self, VQ_STATS>(),
-            },
-        ])?;
-        let (Some(inflate), Some(deflate)) = (inflate, deflate) else {
-            // find_vqs() sets up every named queue; this cannot happen.
-            return Err(ENODEV);
-        };
-        let stats_queue = stats_vq.map(StatsQueue::new).transpose()?;
+        let AllQueues {
+            main,
+            stats: stats_queue,
+            report,
+        } = find_queues(d, features)?;
+        if d.has_feature(bindings::VIRTIO_BALLOON_F_PAGE_POISON) {
+            // The value the host must write back into balloon pages before
+            // the guest reuses them: zeroes with init_on_free, else the
+            // poison byte (single byte, so no byte swapping), as C.
+            let poison = if mm::want_init_on_free() {
+                0
+            } else {
+                u32::from_ne_bytes([bindings::PAGE_POISON as u8; 4])
+            };
+            d.write_config_le32(offset_of!(bindings::virtio_balloon_config, poison_val), poison);
+        }
         let target = policy::round_target(
             d.read_config_le32(offset_of!(bindings::virtio_balloon_config, num_pages)),
             PAGE_SHIFT,
@@ -642,19 +773,22 @@ impl virtio::Driver for BalloonDriver {
                 .ok();
         let events = KBox::new([0; mm::NR_VM_EVENTS], GFP_KERNEL)?;
         pr_info!(
-            "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={} deflate_on_oom={}\n",
+            "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={} deflate_on_oom={} page_poison={} reporting={}\n",
             d.index(),
             target,
             policy::balloon_pages_to_mib(target),
             d.has_feature(bindings::VIRTIO_BALLOON_F_MUST_TELL_HOST),
             features.stats,
-            features.deflate_on_oom
+            features.deflate_on_oom,
+            d.has_feature(bindings::VIRTIO_BALLOON_F_PAGE_POISON),
+            features.reporting
         );
         KBox::pin_init(
             pin_init!(Balloon {
                 size_work <- RawWork::new(c_str!("balloon_rs::size_work"), kernel::static_lock_class!()),
                 stats_work <- RawWork::new(c_str!("balloon_rs::stats_work"), kernel::static_lock_class!()),
                 oom <- oom::OomNotifier::new(OOM_NOTIFY_PRIORITY),
+                reporting <- reporting::PageReporting::new(),
                 debugfs,
                 dev,
                 features,
@@ -663,7 +797,7 @@ impl virtio::Driver for BalloonDriver {
                 pool <- PagePool::new(),
                 inner <- Mutex::new(
                     Inner {
-                        queues: Some(Queues { inflate, deflate }),
+                        queues: Some(main),
                         held: 0,
                         pfns: [0; PFNS_PER_BATCH],
                         leaving: [const { None }; PFNS_PER_BATCH],
@@ -680,6 +814,7 @@ impl virtio::Driver for BalloonDriver {
                     c_str!("balloon_rs::stats"),
                     kernel::static_lock_class!()
                 ),
+                report_vq <- Mutex::new(report, c_str!("balloon_rs::report_vq"), kernel::static_lock_class!()),
                 acked <- wait::WaitQueue::new(c_str!("balloon_rs::acked"), kernel::static_lock_class!()),
             }),
             GFP_KERNEL,
@@ -688,21 +823,42 @@ impl virtio::Driver for BalloonDriver {
 
     fn ready(b: &Balloon) -> Result {
         b.pool.enable_migration::<Balloon>();
-        {
-            // Prime the stats queue with one buffer, as C's init_vqs().
-            let mut st = b.stats.lock();
-            let StatsState { queue, events } = &mut *st;
-            if let Some(q) = queue.as_mut() {
-                q.post(b.dev(), &stats::collect(events))?;
-            }
-        }
+        b.prime_stats()?;
         if b.features.deflate_on_oom {
             b.oom.register()?;
         }
         b.dev().ready();
+        if b.features.reporting {
+            b.reporting.register()?;
+        }
         if b.target() != 0 {
             b.size_work.queue(workqueue::system_freezable());
         }
+        Ok(())
+    }
+
+    fn freeze(b: &Balloon) -> Result {
+        // The freezable workqueue is already frozen: no size or stats work
+        // runs. Give every page back and delete the queues, as C.
+        b.deflate_all();
+        b.teardown_queues();
+        b.shared.freezes.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    fn restore(b: &Balloon) -> Result {
+        let AllQueues { main, stats, report } = find_queues(b.dev(), b.features)?;
+        b.inner.lock().queues = Some(main);
+        b.stats.lock().queue = stats;
+        *b.report_vq.lock() = report;
+        b.prime_stats()?;
+        b.dev().ready();
+        let held = b.inner.lock().held;
+        if b.target() != held {
+            b.size_work.queue(workqueue::system_freezable());
+        }
+        b.write_actual(held);
+        b.shared.restores.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -724,27 +880,17 @@ impl virtio::Driver for BalloonDriver {
     }
 
     fn remove(b: Pin<KBox<Balloon>>) {
+        b.reporting.unregister();
         b.oom.unregister();
         b.stop.store(true, Relaxed);
         b.size_work.cancel_sync();
         b.stats_work.cancel_sync();
         let held = b.inner.lock().held;
         b.deflate_all();
-        let dev = b.dev();
-        let reset = dev.reset();
-        // A stats interrupt may have queued the work before the reset.
-        b.stats_work.cancel_sync();
-        let stats_vq = b.stats.lock().queue.take().map(|q| q.release(&reset));
-        let queues = b.inner.lock().queues.take();
-        let mut all = [None, None, stats_vq];
-        if let Some(Queues { inflate, deflate }) = queues {
-            all[0] = Some(inflate);
-            all[1] = Some(deflate);
-        }
-        dev.delete_queues(reset, all.into_iter().flatten());
+        b.teardown_queues();
         pr_info!(
             "removed virtio{}: gave back {} MiB\n",
-            dev.index(),
+            b.dev().index(),
             policy::balloon_pages_to_mib(held)
         );
     }

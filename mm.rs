@@ -70,3 +70,15 @@ pub(crate) fn msleep(ms: u32) {
 pub(crate) fn now_ms() -> u64 {
     kernel::time::Ktime::ktime_get().to_ms().max(0) as u64
 }
+
+/// Whether freed pages are zeroed (`init_on_free=1`).
+pub(crate) fn want_init_on_free() -> bool {
+    // SAFETY: Always safe to call.
+    unsafe { bindings::want_init_on_free() }
+}
+
+/// Whether freed pages are poisoned (`page_poison=1`).
+pub(crate) fn page_poisoning_enabled() -> bool {
+    // SAFETY: Always safe to call.
+    unsafe { bindings::page_poisoning_enabled_static() }
+}

@@ -301,6 +301,39 @@ impl Virtqueue {
     }
 }
 
+impl Virtqueue {
+    /// Offers a batch of free pages to the device as device-writable
+    /// buffers and sleeps on `acked` until it used them.
+    pub(crate) fn report_and_wait(
+        &mut self,
+        list: crate::reporting::ReportList<'_>,
+        acked: &crate::wait::WaitQueue,
+    ) -> Result {
+        // SAFETY: By the `ReportList` invariant the scatterlist and its pages
+        // stay valid until the report callback returns, which is after the
+        // device gave the buffers back; the token is non-null.
+        to_result(unsafe {
+            bindings::virtqueue_add_inbuf(
+                self.ptr.as_ptr(),
+                list.sg.as_ptr(),
+                list.nents,
+                list.sg.as_ptr().cast(),
+                bindings::GFP_NOWAIT | bindings::__GFP_NOWARN,
+            )
+        })?;
+        // SAFETY: By the type invariant the queue is valid.
+        unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
+        acked.wait_until(|| self.get_buf().is_some());
+        Ok(())
+    }
+
+    /// Number of descriptors in the ring.
+    pub(crate) fn size(&self) -> u32 {
+        // SAFETY: By the type invariant the queue is valid.
+        unsafe { bindings::virtqueue_get_vring_size(self.ptr.as_ptr()) }
+    }
+}
+
 /// A virtio driver.
 pub(crate) trait Driver: Sized + 'static {
     /// Per-device driver data, created in probe and stored in `vdev->priv`.
@@ -341,6 +374,11 @@ pub(crate) trait Driver: Sized + 'static {
 pub(crate) struct Validation<'a>(&'a Device);
 
 impl Validation<'_> {
+    /// Whether the device offered feature bit `fbit` (and the driver knows it).
+    pub(crate) fn offered(&self, fbit: u32) -> bool {
+        self.0.has_feature(fbit)
+    }
+
     /// Drops feature bit `fbit` from the negotiation.
     pub(crate) fn clear(&mut self, fbit: u32) {
         // SAFETY: The device is valid (type invariant of `Device`); in

@@ -1,0 +1,148 @@
+//! The rest of the virtio balloon: free page reporting, page poison and
+//! freeze/restore, for both drivers.
+
+use qemu_test::{ensure, Driver, Error, Guest, GuestConfig, Result, MIB};
+use std::time::{Duration, Instant};
+
+qemu_test::both_drivers!(
+    free_page_reporting_gives_freed_memory_back_to_the_host,
+    page_poison_is_negotiated_as_c_does_and_contents_survive,
+    freeze_and_restore_keep_the_balloon,
+);
+
+fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
+    GuestConfig::new(&format!("{test}-{driver}"))
+}
+
+/// Feature bit `bit` as the guest negotiated it (sysfs `features`).
+fn feature(g: &mut Guest, bit: usize) -> Result<bool> {
+    let f = g.sh("cat /sys/bus/virtio/devices/virtio0/features")?;
+    let f = f.trim();
+    ensure!(f.len() > bit, "features string too short: {f:?}");
+    Ok(&f[bit..=bit] == "1")
+}
+
+const F_PAGE_POISON: usize = 4;
+const F_REPORTING: usize = 5;
+
+/// How far QEMU's RSS falls within 15 s after the guest touched and freed
+/// half its memory.
+fn rss_drop_after_free(g: &mut Guest) -> Result<u64> {
+    let half = g.config.mem_mib / 2;
+    let out = g.run_timeout(
+        &format!("balloon-guest workload --mib {half} --content random --hold 1"),
+        Duration::from_secs(300),
+    )?;
+    ensure!(out.code == 0, "workload failed: {}", out.text);
+    let peak = g.rss_kib()?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut low = peak;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        low = low.min(g.rss_kib()?);
+    }
+    Ok(peak.saturating_sub(low) / 1024)
+}
+
+/// With `free-page-reporting=on`, QEMU's RSS falls by at least a quarter of
+/// guest memory within 15 s after the guest frees half of it.
+fn free_page_reporting_gives_freed_memory_back_to_the_host(driver: Driver) -> Result<()> {
+    let mut cfg = config("report", driver)?;
+    cfg.balloon_props.push("free-page-reporting=on".into());
+    let mut g = Guest::boot(cfg)?;
+    g.load(driver)?;
+    ensure!(feature(&mut g, F_REPORTING)?, "REPORTING not negotiated");
+    let dropped = rss_drop_after_free(&mut g)?;
+    let quarter = g.config.mem_mib / 4;
+    ensure!(dropped >= quarter, "QEMU RSS fell by {dropped} MiB (need >= {quarter} MiB)");
+    if driver == Driver::BalloonRs {
+        let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
+        ensure!(!s.contains("\nreports: 0\n"), "no reports counted:\n{s}");
+    }
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// The control: without reporting, freed guest memory stays resident.
+#[test]
+fn without_reporting_freed_memory_stays_resident() -> Result<()> {
+    let mut g = Guest::boot(config("noreport", Driver::BalloonRs)?)?;
+    g.load(Driver::BalloonRs)?;
+    ensure!(!feature(&mut g, F_REPORTING)?, "REPORTING negotiated without the device offering it");
+    let dropped = rss_drop_after_free(&mut g)?;
+    let quarter = g.config.mem_mib / 4;
+    ensure!(dropped < quarter, "QEMU RSS fell by {dropped} MiB without reporting");
+    g.unload(Driver::BalloonRs)?;
+    g.shutdown()
+}
+
+/// PAGE_POISON is kept only when freed pages have a known content
+/// (`init_on_free=1` or `page_poison=1`), as C's validate(); with it, the
+/// balloon inflates and deflates and a workload verifies its pages.
+fn page_poison_is_negotiated_as_c_does_and_contents_survive(driver: Driver) -> Result<()> {
+    for (args, poison) in [("", false), ("init_on_free=1", true), ("page_poison=1", true)] {
+        let mut cfg = config("poison", driver)?;
+        cfg.kernel_args = args.into();
+        cfg.balloon_props.push("free-page-reporting=on".into());
+        let mut g = Guest::boot(cfg)?;
+        g.load(driver)?;
+        let got = feature(&mut g, F_PAGE_POISON)?;
+        ensure!(got == poison, "{driver} with '{args}': PAGE_POISON negotiated = {got}, expected {poison}");
+        // QEMU offers PAGE_POISON, so REPORTING stays in every case.
+        ensure!(feature(&mut g, F_REPORTING)?, "{driver} with '{args}': REPORTING dropped");
+        if poison {
+            let size = g.config.mem_mib;
+            g.qmp().set_guest_size(size / 2 * MIB)?;
+            let (ok, actual) = g.qmp().wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
+            ensure!(ok, "inflate stopped at {} MiB", actual / MIB);
+            g.qmp().set_guest_size(size * MIB)?;
+            let (ok, actual) = g.qmp().wait_guest_size(size * MIB, Duration::from_secs(180))?;
+            ensure!(ok, "deflate stopped at {} MiB", actual / MIB);
+            let out = g.run_timeout(
+                &format!("balloon-guest workload --mib {} --content text --hold 2 --verify", size / 2),
+                Duration::from_secs(300),
+            )?;
+            ensure!(
+                out.code == 0 && out.text.contains("verified"),
+                "workload verify failed with '{args}': {}",
+                out.text
+            );
+        }
+        g.unload(driver)?;
+        g.shutdown()?;
+    }
+    Ok(())
+}
+
+/// A system sleep cycle in PM test mode (`pm_test=devices`, s2idle) runs the
+/// driver's freeze and restore with an inflated balloon; afterwards `actual`
+/// returns to the target and MemTotal is what it was.
+fn freeze_and_restore_keep_the_balloon(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("freeze", driver)?)?;
+    g.load(driver)?;
+    let size = g.config.mem_mib;
+    g.qmp().set_guest_size(size / 2 * MIB)?;
+    let (ok, _) = g.qmp().wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
+    ensure!(ok, "did not inflate before the freeze");
+    let total = g.meminfo()?.kib("MemTotal")?;
+    g.sh("echo devices > /sys/power/pm_test")?;
+    let out = g.run_timeout("echo freeze > /sys/power/state", Duration::from_secs(120))?;
+    ensure!(out.code == 0, "suspend test failed: {}", out.text);
+    ensure!(
+        g.console().contains("PM: suspend debug: Waiting"),
+        "the PM test did not run the device callbacks"
+    );
+    let (ok, actual) = g.qmp().wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
+    ensure!(ok, "after restore actual is {} MiB, target {} MiB", actual / MIB, size / 2);
+    let after = g.meminfo()?.kib("MemTotal")?;
+    ensure!(after == total, "MemTotal {total} KiB before the freeze, {after} KiB after");
+    if driver == Driver::BalloonRs {
+        let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
+        ensure!(s.contains("\nfreezes: 1\n") && s.contains("\nrestores: 1\n"), "freeze/restore not counted:\n{s}");
+    }
+    g.unload(driver)?;
+    match g.shutdown() {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::Check(format!("after freeze/restore: {e}"))),
+    }
+}
