@@ -29,6 +29,7 @@ use core::{
 use kernel::{bindings, c_str, prelude::*, sync::Arc, workqueue};
 
 mod debugfs;
+mod hint;
 mod lock;
 mod mm;
 mod oom;
@@ -36,6 +37,7 @@ mod page_pool;
 mod param;
 mod policy;
 mod reporting;
+mod shrinker;
 mod stats;
 mod virtio;
 mod wait;
@@ -87,13 +89,13 @@ const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
 const VQ_INFLATE: usize = 0;
 const VQ_DEFLATE: usize = 1;
 const VQ_STATS: usize = 2;
-const VQ_FREE_PAGE: usize = 3;
 const VQ_REPORTING: usize = 4;
 const VQ_COUNT: usize = 5;
 
 /// Work item ids.
 const SIZE_WORK: u64 = 0;
 const STATS_WORK: u64 = 1;
+const HINT_WORK: u64 = 2;
 
 /// State the debugfs file shows: plain atomics, so reading it never takes
 /// the balloon lock.
@@ -120,6 +122,12 @@ struct Shared {
     reported_bytes: AtomicU64,
     freezes: AtomicU64,
     restores: AtomicU64,
+    hint_cmd_id: AtomicU64,
+    hint_rounds: AtomicU64,
+    hint_blocks_sent: AtomicU64,
+    hint_blocks_returned: AtomicU64,
+    hint_blocks_shrunk: AtomicU64,
+    hint_blocks_held: AtomicU64,
     stats_valid: AtomicBool,
     /// The last statistics sent, indexed by tag.
     last_stats: [AtomicU64; NR_STATS],
@@ -177,6 +185,12 @@ impl debugfs::Show for Shared {
             ("reported_mib", &self.reported_bytes),
             ("freezes", &self.freezes),
             ("restores", &self.restores),
+            ("hint_cmd_id", &self.hint_cmd_id),
+            ("hint_rounds", &self.hint_rounds),
+            ("hint_blocks_sent", &self.hint_blocks_sent),
+            ("hint_blocks_returned", &self.hint_blocks_returned),
+            ("hint_blocks_shrunk", &self.hint_blocks_shrunk),
+            ("hint_blocks_held", &self.hint_blocks_held),
         ];
         for (name, c) in counters {
             let v = c.load(Relaxed);
@@ -226,18 +240,79 @@ struct Features {
     stats: bool,
     deflate_on_oom: bool,
     reporting: bool,
+    hint: bool,
+}
+
+/// Free page hint blocks held for the host, shared with the shrinker.
+#[pin_data]
+struct HintPool {
+    #[pin]
+    blocks: Mutex<hint::HintStack>,
+    shared: Arc<Shared>,
+}
+
+impl HintPool {
+    /// Gives up to `n` hinted blocks back to the allocator.
+    fn give_back(&self, n: u64) -> u64 {
+        let mut blocks = self.blocks.lock();
+        let mut freed = 0;
+        while freed < n {
+            let Some(block) = blocks.pop() else {
+                break;
+            };
+            drop(block);
+            freed += 1;
+        }
+        self.shared
+            .hint_blocks_held
+            .store(blocks.len() as u64, Relaxed);
+        freed
+    }
+}
+
+impl shrinker::Shrink for HintPool {
+    fn count(&self) -> u64 {
+        self.shared.hint_blocks_held.load(Relaxed) * hint::BLOCK_PAGES
+    }
+
+    fn scan(&self, nr: u64) -> u64 {
+        let freed = self.give_back(nr.div_ceil(hint::BLOCK_PAGES));
+        self.shared.hint_blocks_shrunk.fetch_add(freed, Relaxed);
+        freed * hint::BLOCK_PAGES
+    }
+}
+
+/// The free page queue and its command buffers.
+struct HintVq {
+    vq: Option<Virtqueue>,
+    cmd: hint::CmdIds,
+}
+
+/// Free page hinting (with FREE_PAGE_HINT): C's `balloon_wq`, shrinker and
+/// command-id state.
+struct Hinting {
+    pool: Arc<HintPool>,
+    _shrinker: shrinker::Shrinker<HintPool>,
+    wq: work::OwnedQueue,
+    /// Set by a config change: the command id must be re-read.
+    stale: AtomicBool,
+    /// The last command id read from the device.
+    received: core::sync::atomic::AtomicU32,
+    /// The command id of the round in progress (or last finished).
+    active: core::sync::atomic::AtomicU32,
 }
 
 /// Every queue of the device, as `find_vqs` returns them.
 struct AllQueues {
     main: Queues,
     stats: Option<StatsQueue>,
+    hint: Option<Virtqueue>,
     report: Option<Virtqueue>,
 }
 
 /// Finds the device's queues (probe and restore), as C's `init_vqs()`.
 fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
-    let [inflate, deflate, stats, _free_page, report] = d.find_vqs::<VQ_COUNT>(&[
+    let [inflate, deflate, stats, hint, report] = d.find_vqs::<VQ_COUNT>(&[
         QueueInfo {
             name: Some(c_str!("inflate")),
             callback: virtio::vq_callback::<BalloonDriver, VQ_INFLATE>(),
@@ -251,25 +326,33 @@ fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
             callback: virtio::vq_callback::<BalloonDriver, VQ_STATS>(),
         },
         QueueInfo {
-            name: None,
-            callback: virtio::vq_callback::<BalloonDriver, VQ_FREE_PAGE>(),
+            // As C: the driver polls this queue, it needs no interrupt.
+            name: f.hint.then_some(c_str!("free_page_vq")),
+            callback: None,
         },
         QueueInfo {
             name: f.reporting.then_some(c_str!("reporting_vq")),
             callback: virtio::vq_callback::<BalloonDriver, VQ_REPORTING>(),
         },
     ])?;
+    // The reporting queue must hold a whole batch of reported pages; the
+    // free page queue one hint plus the always-free slot for STOP.
     let too_small = report
         .as_ref()
-        .is_some_and(|r| r.size() < bindings::PAGE_REPORTING_CAPACITY);
+        .is_some_and(|r| r.size() < bindings::PAGE_REPORTING_CAPACITY)
+        || hint.as_ref().is_some_and(|h| h.size() < 2);
     let (Some(inflate), Some(deflate)) = (inflate, deflate) else {
         // find_vqs() sets up every named queue; this cannot happen.
         return Err(ENODEV);
     };
     if too_small {
-        // The reporting queue must hold a whole batch of reported pages.
         let reset = d.reset();
-        d.delete_queues(reset, [Some(inflate), Some(deflate), stats, report].into_iter().flatten());
+        d.delete_queues(
+            reset,
+            [Some(inflate), Some(deflate), stats, hint, report]
+                .into_iter()
+                .flatten(),
+        );
         return Err(ENOSPC);
     }
     let stats = match stats.map(StatsQueue::new).transpose() {
@@ -279,6 +362,7 @@ fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
     Ok(AllQueues {
         main: Queues { inflate, deflate },
         stats,
+        hint,
         report,
     })
 }
@@ -295,6 +379,11 @@ struct Balloon {
     /// Answers the host's statistics requests.
     #[pin]
     stats_work: RawWork<Balloon, STATS_WORK>,
+    /// Runs free page hinting rounds (on `hinting.wq`).
+    #[pin]
+    hint_work: RawWork<Balloon, HINT_WORK>,
+    /// Free page hinting state; `None` without FREE_PAGE_HINT.
+    hinting: Option<Hinting>,
     /// Deflates on OOM (only registered with DEFLATE_ON_OOM).
     #[pin]
     oom: oom::OomNotifier<Balloon>,
@@ -320,6 +409,9 @@ struct Balloon {
     /// The free page reporting queue.
     #[pin]
     report_vq: Mutex<Option<Virtqueue>>,
+    /// The free page hinting queue.
+    #[pin]
+    hint_vq: Mutex<HintVq>,
     /// Woken by the inflate and deflate queues' interrupts.
     #[pin]
     acked: wait::WaitQueue,
@@ -327,6 +419,7 @@ struct Balloon {
 
 impl_worker!(Balloon, size_work, 0);
 impl_worker!(Balloon, stats_work, 1);
+impl_worker!(Balloon, hint_work, 2);
 impl_oom_handler!(Balloon, oom);
 impl_migrate!(Balloon, pool);
 impl_reporter!(Balloon, reporting);
@@ -620,12 +713,113 @@ impl Balloon {
         self.stats_work.cancel_sync();
         let stats_vq = self.stats.lock().queue.take().map(|q| q.release(&reset));
         let report_vq = self.report_vq.lock().take();
+        let hint_vq = {
+            let mut h = self.hint_vq.lock();
+            h.cmd.device_reset(&reset);
+            h.vq.take()
+        };
         let queues = self.inner.lock().queues.take();
         let (inflate, deflate) = match queues {
             Some(Queues { inflate, deflate }) => (Some(inflate), Some(deflate)),
             None => (None, None),
         };
-        dev.delete_queues(reset, [inflate, deflate, stats_vq, report_vq].into_iter().flatten());
+        dev.delete_queues(
+            reset,
+            [inflate, deflate, stats_vq, hint_vq, report_vq]
+                .into_iter()
+                .flatten(),
+        );
+    }
+}
+
+impl Balloon {
+    /// The host's latest free page hint command id (re-read after a config
+    /// change).
+    fn cmd_id_received(&self, h: &Hinting) -> u32 {
+        if h.stale.swap(false, Relaxed) {
+            let id = self.dev().read_config_le32(offset_of!(
+                bindings::virtio_balloon_config,
+                __bindgen_anon_1
+            ));
+            h.received.store(id, Relaxed);
+            self.shared.hint_cmd_id.store(id.into(), Relaxed);
+        }
+        h.received.load(Relaxed)
+    }
+
+    /// One run of the hint work (C's `report_free_page_func()`).
+    fn hint_round(&self, h: &Hinting) {
+        let id = self.cmd_id_received(h);
+        if id == bindings::VIRTIO_BALLOON_CMD_ID_DONE {
+            // The host is done with the hints: every block goes back.
+            self.return_hints();
+        } else if id != bindings::VIRTIO_BALLOON_CMD_ID_STOP && id != h.active.load(Relaxed) {
+            self.send_hints(h, id);
+        }
+    }
+
+    /// Hints free blocks to the host until none is left, the command id
+    /// changes or the queue is full; then sends STOP.
+    fn send_hints(&self, h: &Hinting, id: u32) {
+        let mut guard = self.hint_vq.lock();
+        let HintVq { vq, cmd } = &mut *guard;
+        let Some(vq) = vq.as_mut() else {
+            return;
+        };
+        let dev = self.dev();
+        cmd.drain(vq);
+        if let Err(e) = cmd.post(vq, hint::START, dev.cpu_to_virtio32(id)) {
+            pr_err!("cannot send the free page hint start id {} ({:?})\n", id, e);
+        }
+        h.active.store(id, Relaxed);
+        self.shared.hint_rounds.fetch_add(1, Relaxed);
+        while self.cmd_id_received(h) == id {
+            cmd.drain(vq);
+            // One slot always stays free for STOP.
+            if vq.num_free() <= 1 || !h.pool.blocks.lock().has_room() {
+                break;
+            }
+            let Some(block) = hint::HintBlock::alloc() else {
+                break; // no free block left: all of free memory is hinted
+            };
+            if let Err(e) = vq.add_hint(&block) {
+                pr_err!("cannot send a free page hint ({:?})\n", e);
+                break;
+            }
+            let mut blocks = h.pool.blocks.lock();
+            if let Err(block) = blocks.push(block) {
+                // Cannot happen: room was checked above, under the same
+                // single hinting thread. The device never writes it.
+                drop(block);
+            }
+            self.shared
+                .hint_blocks_held
+                .store(blocks.len() as u64, Relaxed);
+            self.shared.hint_blocks_sent.fetch_add(1, Relaxed);
+        }
+        cmd.drain(vq);
+        let stop = dev.cpu_to_virtio32(bindings::VIRTIO_BALLOON_CMD_ID_STOP);
+        if let Err(e) = cmd.post(vq, hint::STOP, stop) {
+            pr_err!("cannot send the free page hint stop id ({:?})\n", e);
+        }
+    }
+
+    /// Gives every hinted block back to the allocator.
+    fn return_hints(&self) {
+        if let Some(h) = &self.hinting {
+            let n = h.pool.give_back(u64::MAX);
+            self.shared.hint_blocks_returned.fetch_add(n, Relaxed);
+        }
+    }
+}
+
+impl work::Worker<HINT_WORK> for Balloon {
+    fn run(&self) {
+        if let Some(h) = &self.hinting {
+            if !self.stop.load(Relaxed) {
+                self.hint_round(h);
+            }
+        }
     }
 }
 
@@ -710,6 +904,7 @@ impl virtio::Driver for BalloonDriver {
         bindings::VIRTIO_BALLOON_F_MUST_TELL_HOST,
         bindings::VIRTIO_BALLOON_F_STATS_VQ,
         bindings::VIRTIO_BALLOON_F_DEFLATE_ON_OOM,
+        bindings::VIRTIO_BALLOON_F_FREE_PAGE_HINT,
         bindings::VIRTIO_BALLOON_F_PAGE_POISON,
         bindings::VIRTIO_BALLOON_F_REPORTING,
     ];
@@ -736,10 +931,12 @@ impl virtio::Driver for BalloonDriver {
             stats: d.has_feature(bindings::VIRTIO_BALLOON_F_STATS_VQ),
             deflate_on_oom: d.has_feature(bindings::VIRTIO_BALLOON_F_DEFLATE_ON_OOM),
             reporting: d.has_feature(bindings::VIRTIO_BALLOON_F_REPORTING),
+            hint: d.has_feature(bindings::VIRTIO_BALLOON_F_FREE_PAGE_HINT),
         };
         let AllQueues {
             main,
             stats: stats_queue,
+            hint: hint_queue,
             report,
         } = find_queues(d, features)?;
         if d.has_feature(bindings::VIRTIO_BALLOON_F_PAGE_POISON) {
@@ -751,7 +948,10 @@ impl virtio::Driver for BalloonDriver {
             } else {
                 u32::from_ne_bytes([bindings::PAGE_POISON as u8; 4])
             };
-            d.write_config_le32(offset_of!(bindings::virtio_balloon_config, poison_val), poison);
+            d.write_config_le32(
+                offset_of!(bindings::virtio_balloon_config, poison_val),
+                poison,
+            );
         }
         let target = policy::round_target(
             d.read_config_le32(offset_of!(bindings::virtio_balloon_config, num_pages)),
@@ -772,21 +972,102 @@ impl virtio::Driver for BalloonDriver {
                 .inspect_err(|_| pr_warn!("no debugfs view (debugfs unavailable)\n"))
                 .ok();
         let events = KBox::new([0; mm::NR_VM_EVENTS], GFP_KERNEL)?;
+        let hinting = if features.hint {
+            // Room to hint all of memory, reserved now: no allocation while
+            // hinting.
+            let capacity = (mm::mem_snapshot().total / hint::BLOCK_PAGES) as usize + 1;
+            let stack = hint::HintStack::new(capacity)?;
+            let blocks = Mutex::new(
+                stack,
+                c_str!("balloon_rs::hint_blocks"),
+                kernel::static_lock_class!(),
+            );
+            let pool_shared = shared.clone();
+            let pool = Arc::pin_init(
+                pin_init!(HintPool {
+                    blocks <- blocks,
+                    shared: pool_shared,
+                }),
+                GFP_KERNEL,
+            )?;
+            let stop = bindings::VIRTIO_BALLOON_CMD_ID_STOP;
+            Some(Hinting {
+                _shrinker: shrinker::Shrinker::register(c_str!("balloon_rs-hint"), pool.clone())?,
+                pool,
+                wq: work::OwnedQueue::new_freezable_cpu_intensive(c_str!("balloon_rs-wq"))?,
+                stale: AtomicBool::new(false),
+                received: core::sync::atomic::AtomicU32::new(stop),
+                active: core::sync::atomic::AtomicU32::new(stop),
+            })
+        } else {
+            None
+        };
+        let cmd = hint::CmdIds::new()?;
         pr_info!(
-            "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={} deflate_on_oom={} page_poison={} reporting={}\n",
+            "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={} deflate_on_oom={} free_page_hint={} page_poison={} reporting={}\n",
             d.index(),
             target,
             policy::balloon_pages_to_mib(target),
             d.has_feature(bindings::VIRTIO_BALLOON_F_MUST_TELL_HOST),
             features.stats,
             features.deflate_on_oom,
+            features.hint,
             d.has_feature(bindings::VIRTIO_BALLOON_F_PAGE_POISON),
             features.reporting
         );
+        // The initialisers are built first: nested in `pin_init!` they
+        // exceed the macro recursion limit.
+        let size_work = RawWork::new(
+            c_str!("balloon_rs::size_work"),
+            kernel::static_lock_class!(),
+        );
+        let stats_work = RawWork::new(
+            c_str!("balloon_rs::stats_work"),
+            kernel::static_lock_class!(),
+        );
+        let hint_work = RawWork::new(
+            c_str!("balloon_rs::hint_work"),
+            kernel::static_lock_class!(),
+        );
+        let inner = Mutex::new(
+            Inner {
+                queues: Some(main),
+                held: 0,
+                pfns: [0; PFNS_PER_BATCH],
+                leaving: [const { None }; PFNS_PER_BATCH],
+                failures: 0,
+            },
+            c_str!("balloon_rs::inner"),
+            kernel::static_lock_class!(),
+        );
+        let stats = Mutex::new(
+            StatsState {
+                queue: stats_queue,
+                events,
+            },
+            c_str!("balloon_rs::stats"),
+            kernel::static_lock_class!(),
+        );
+        let report_vq = Mutex::new(
+            report,
+            c_str!("balloon_rs::report_vq"),
+            kernel::static_lock_class!(),
+        );
+        let hint_vq = Mutex::new(
+            HintVq {
+                vq: hint_queue,
+                cmd,
+            },
+            c_str!("balloon_rs::hint_vq"),
+            kernel::static_lock_class!(),
+        );
+        let acked = wait::WaitQueue::new(c_str!("balloon_rs::acked"), kernel::static_lock_class!());
         KBox::pin_init(
             pin_init!(Balloon {
-                size_work <- RawWork::new(c_str!("balloon_rs::size_work"), kernel::static_lock_class!()),
-                stats_work <- RawWork::new(c_str!("balloon_rs::stats_work"), kernel::static_lock_class!()),
+                size_work <- size_work,
+                stats_work <- stats_work,
+                hint_work <- hint_work,
+                hinting,
                 oom <- oom::OomNotifier::new(OOM_NOTIFY_PRIORITY),
                 reporting <- reporting::PageReporting::new(),
                 debugfs,
@@ -795,27 +1076,11 @@ impl virtio::Driver for BalloonDriver {
                 shared,
                 stop: AtomicBool::new(false),
                 pool <- PagePool::new(),
-                inner <- Mutex::new(
-                    Inner {
-                        queues: Some(main),
-                        held: 0,
-                        pfns: [0; PFNS_PER_BATCH],
-                        leaving: [const { None }; PFNS_PER_BATCH],
-                        failures: 0,
-                    },
-                    c_str!("balloon_rs::inner"),
-                    kernel::static_lock_class!()
-                ),
-                stats <- Mutex::new(
-                    StatsState {
-                        queue: stats_queue,
-                        events,
-                    },
-                    c_str!("balloon_rs::stats"),
-                    kernel::static_lock_class!()
-                ),
-                report_vq <- Mutex::new(report, c_str!("balloon_rs::report_vq"), kernel::static_lock_class!()),
-                acked <- wait::WaitQueue::new(c_str!("balloon_rs::acked"), kernel::static_lock_class!()),
+                inner <- inner,
+                stats <- stats,
+                report_vq <- report_vq,
+                hint_vq <- hint_vq,
+                acked <- acked,
             }),
             GFP_KERNEL,
         )
@@ -841,15 +1106,22 @@ impl virtio::Driver for BalloonDriver {
         // The freezable workqueue is already frozen: no size or stats work
         // runs. Give every page back and delete the queues, as C.
         b.deflate_all();
+        b.return_hints();
         b.teardown_queues();
         b.shared.freezes.fetch_add(1, Relaxed);
         Ok(())
     }
 
     fn restore(b: &Balloon) -> Result {
-        let AllQueues { main, stats, report } = find_queues(b.dev(), b.features)?;
+        let AllQueues {
+            main,
+            stats,
+            hint,
+            report,
+        } = find_queues(b.dev(), b.features)?;
         b.inner.lock().queues = Some(main);
         b.stats.lock().queue = stats;
+        b.hint_vq.lock().vq = hint;
         *b.report_vq.lock() = report;
         b.prime_stats()?;
         b.dev().ready();
@@ -866,6 +1138,13 @@ impl virtio::Driver for BalloonDriver {
         b.shared.config_changes.fetch_add(1, Relaxed);
         if !b.stop.load(Relaxed) {
             b.size_work.queue(workqueue::system_freezable());
+            if let Some(h) = &b.hinting {
+                // Read the command id again; queue a round unless one is
+                // already due (C's config_read_bitmap).
+                if !h.stale.swap(true, Relaxed) {
+                    b.hint_work.queue(h.wq.get());
+                }
+            }
         }
     }
 
@@ -885,8 +1164,10 @@ impl virtio::Driver for BalloonDriver {
         b.stop.store(true, Relaxed);
         b.size_work.cancel_sync();
         b.stats_work.cancel_sync();
+        b.hint_work.cancel_sync();
         let held = b.inner.lock().held;
         b.deflate_all();
+        b.return_hints();
         b.teardown_queues();
         pr_info!(
             "removed virtio{}: gave back {} MiB\n",

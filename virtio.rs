@@ -276,6 +276,15 @@ impl Virtqueue {
         Ok(())
     }
 
+    /// Takes one buffer the device has used, returning its token (the
+    /// address it was added with).
+    pub(crate) fn get_buf_token(&mut self) -> Option<*mut core::ffi::c_void> {
+        let mut len = 0u32;
+        // SAFETY: By the type invariant the queue is valid; `len` is writable.
+        let token = unsafe { bindings::virtqueue_get_buf(self.ptr.as_ptr(), &mut len) };
+        (!token.is_null()).then_some(token)
+    }
+
     /// Takes one buffer the device has used, returning the length it wrote.
     pub(crate) fn get_buf(&mut self) -> Option<u32> {
         let mut len = 0u32;
@@ -324,6 +333,43 @@ impl Virtqueue {
         // SAFETY: By the type invariant the queue is valid.
         unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
         acked.wait_until(|| self.get_buf().is_some());
+        Ok(())
+    }
+
+    /// Free descriptors in the ring.
+    pub(crate) fn num_free(&self) -> u32 {
+        // SAFETY: By the type invariant the queue is valid; the caller holds
+        // `&self`, and `num_free` only changes through `&mut self` methods.
+        unsafe { (*self.ptr.as_ptr()).num_free }
+    }
+
+    /// Offers a free page hint block to the device and notifies it.
+    pub(crate) fn add_hint(&mut self, block: &crate::hint::HintBlock) -> Result {
+        let mut sg = core::mem::MaybeUninit::<bindings::scatterlist>::uninit();
+        let addr = block.addr();
+        // SAFETY: `sg` is writable; it describes the block's memory.
+        unsafe {
+            bindings::sg_init_one(
+                sg.as_mut_ptr(),
+                addr.cast(),
+                crate::hint::BLOCK_BYTES as u32,
+            )
+        };
+        // SAFETY: The queue is valid (type invariant) and `sg` initialised.
+        // The device never writes hinted pages, and the spec lets the driver
+        // reuse them at any time (virtio 1.2, 5.5.6.6), so the block may be
+        // freed while the buffer is still queued (as C's shrinker does).
+        to_result(unsafe {
+            bindings::virtqueue_add_inbuf(
+                self.ptr.as_ptr(),
+                sg.as_mut_ptr(),
+                1,
+                addr.cast(),
+                bindings::GFP_KERNEL,
+            )
+        })?;
+        // SAFETY: By the type invariant the queue is valid.
+        unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
         Ok(())
     }
 

@@ -128,3 +128,42 @@ unsafe extern "C" fn work_fn<T: Worker<ID>, const ID: u64>(work: *mut bindings::
     let t = unsafe { &*work.cast::<u8>().sub(T::OFFSET).cast::<T>() };
     t.run();
 }
+
+/// A workqueue of the driver's own, destroyed (after draining) on drop.
+///
+/// # Invariants
+///
+/// `0` is a workqueue from `alloc_workqueue`, owned by this value.
+pub(crate) struct OwnedQueue(core::ptr::NonNull<bindings::workqueue_struct>);
+
+// SAFETY: A workqueue may be used from any thread.
+unsafe impl Send for OwnedQueue {}
+// SAFETY: As above.
+unsafe impl Sync for OwnedQueue {}
+
+impl OwnedQueue {
+    /// A freezable, CPU-intensive queue (C's "balloon-wq").
+    pub(crate) fn new_freezable_cpu_intensive(name: &'static CStr) -> Result<Self> {
+        let flags = bindings::wq_flags_WQ_FREEZABLE | bindings::wq_flags_WQ_CPU_INTENSIVE;
+        // SAFETY: The format is "%s" with one C string argument.
+        let wq = unsafe {
+            bindings::alloc_workqueue(c"%s".as_ptr().cast(), flags, 0, name.as_char_ptr())
+        };
+        // INVARIANT: Allocated above.
+        core::ptr::NonNull::new(wq).map(Self).ok_or(ENOMEM)
+    }
+
+    /// The queue, to queue work on.
+    pub(crate) fn get(&self) -> &Queue {
+        // SAFETY: By the type invariant the queue lives as long as `self`.
+        unsafe { Queue::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant we own the queue; destroying it
+        // drains it first.
+        unsafe { bindings::destroy_workqueue(self.0.as_ptr()) };
+    }
+}

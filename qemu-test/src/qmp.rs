@@ -128,6 +128,52 @@ impl Qmp {
         parse_guest_stats(&v)
     }
 
+    /// Migrates the VM to `uri` (e.g. `exec:cat > /dev/null`) at most
+    /// `max_bandwidth` bytes/s, waiting until the migration completed. The
+    /// VM is paused afterwards; [`Qmp::cont`] resumes it.
+    pub fn migrate(&mut self, uri: &str, max_bandwidth: u64, timeout: Duration) -> Result<()> {
+        let params: qmp::MigrateSetParameters = serde_json::from_value(serde_json::json!({
+            "max-bandwidth": max_bandwidth
+        }))
+        .map_err(|e| Error::Parse {
+            what: "migration parameters".into(),
+            detail: e.to_string(),
+        })?;
+        self.execute(&qmp::migrate_set_parameters(params))?;
+        self.execute(&qmp::migrate {
+            uri: Some(uri.to_string()),
+            channels: None,
+            detach: None,
+            resume: None,
+        })?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.execute(&qmp::query_migrate {})?;
+            match info.status {
+                Some(qmp::MigrationStatus::completed) => return Ok(()),
+                Some(s @ (qmp::MigrationStatus::failed | qmp::MigrationStatus::cancelled)) => {
+                    return Err(Error::Qmp {
+                        command: "migrate".into(),
+                        message: format!("migration ended {s:?}: {:?}", info.error_desc),
+                    })
+                }
+                _ if Instant::now() > deadline => {
+                    return Err(Error::Qmp {
+                        command: "migrate".into(),
+                        message: format!("not completed after {} s", timeout.as_secs()),
+                    })
+                }
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// Resumes a paused VM.
+    pub fn cont(&mut self) -> Result<()> {
+        self.execute(&qmp::cont {})?;
+        Ok(())
+    }
+
     /// Asks QEMU to exit.
     pub fn quit(&mut self) -> Result<()> {
         self.execute(&qmp::quit {})?;

@@ -5,6 +5,7 @@ use qemu_test::{ensure, Driver, Error, Guest, GuestConfig, Result, MIB};
 use std::time::{Duration, Instant};
 
 qemu_test::both_drivers!(
+    free_page_hints_during_migration_are_all_given_back,
     free_page_reporting_gives_freed_memory_back_to_the_host,
     page_poison_is_negotiated_as_c_does_and_contents_survive,
     freeze_and_restore_keep_the_balloon,
@@ -22,6 +23,7 @@ fn feature(g: &mut Guest, bit: usize) -> Result<bool> {
     Ok(&f[bit..=bit] == "1")
 }
 
+const F_FREE_PAGE_HINT: usize = 3;
 const F_PAGE_POISON: usize = 4;
 const F_REPORTING: usize = 5;
 
@@ -54,7 +56,10 @@ fn free_page_reporting_gives_freed_memory_back_to_the_host(driver: Driver) -> Re
     ensure!(feature(&mut g, F_REPORTING)?, "REPORTING not negotiated");
     let dropped = rss_drop_after_free(&mut g)?;
     let quarter = g.config.mem_mib / 4;
-    ensure!(dropped >= quarter, "QEMU RSS fell by {dropped} MiB (need >= {quarter} MiB)");
+    ensure!(
+        dropped >= quarter,
+        "QEMU RSS fell by {dropped} MiB (need >= {quarter} MiB)"
+    );
     if driver == Driver::BalloonRs {
         let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
         ensure!(!s.contains("\nreports: 0\n"), "no reports counted:\n{s}");
@@ -68,10 +73,16 @@ fn free_page_reporting_gives_freed_memory_back_to_the_host(driver: Driver) -> Re
 fn without_reporting_freed_memory_stays_resident() -> Result<()> {
     let mut g = Guest::boot(config("noreport", Driver::BalloonRs)?)?;
     g.load(Driver::BalloonRs)?;
-    ensure!(!feature(&mut g, F_REPORTING)?, "REPORTING negotiated without the device offering it");
+    ensure!(
+        !feature(&mut g, F_REPORTING)?,
+        "REPORTING negotiated without the device offering it"
+    );
     let dropped = rss_drop_after_free(&mut g)?;
     let quarter = g.config.mem_mib / 4;
-    ensure!(dropped < quarter, "QEMU RSS fell by {dropped} MiB without reporting");
+    ensure!(
+        dropped < quarter,
+        "QEMU RSS fell by {dropped} MiB without reporting"
+    );
     g.unload(Driver::BalloonRs)?;
     g.shutdown()
 }
@@ -80,26 +91,43 @@ fn without_reporting_freed_memory_stays_resident() -> Result<()> {
 /// (`init_on_free=1` or `page_poison=1`), as C's validate(); with it, the
 /// balloon inflates and deflates and a workload verifies its pages.
 fn page_poison_is_negotiated_as_c_does_and_contents_survive(driver: Driver) -> Result<()> {
-    for (args, poison) in [("", false), ("init_on_free=1", true), ("page_poison=1", true)] {
+    for (args, poison) in [
+        ("", false),
+        ("init_on_free=1", true),
+        ("page_poison=1", true),
+    ] {
         let mut cfg = config("poison", driver)?;
         cfg.kernel_args = args.into();
         cfg.balloon_props.push("free-page-reporting=on".into());
         let mut g = Guest::boot(cfg)?;
         g.load(driver)?;
         let got = feature(&mut g, F_PAGE_POISON)?;
-        ensure!(got == poison, "{driver} with '{args}': PAGE_POISON negotiated = {got}, expected {poison}");
+        ensure!(
+            got == poison,
+            "{driver} with '{args}': PAGE_POISON negotiated = {got}, expected {poison}"
+        );
         // QEMU offers PAGE_POISON, so REPORTING stays in every case.
-        ensure!(feature(&mut g, F_REPORTING)?, "{driver} with '{args}': REPORTING dropped");
+        ensure!(
+            feature(&mut g, F_REPORTING)?,
+            "{driver} with '{args}': REPORTING dropped"
+        );
         if poison {
             let size = g.config.mem_mib;
             g.qmp().set_guest_size(size / 2 * MIB)?;
-            let (ok, actual) = g.qmp().wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
+            let (ok, actual) = g
+                .qmp()
+                .wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
             ensure!(ok, "inflate stopped at {} MiB", actual / MIB);
             g.qmp().set_guest_size(size * MIB)?;
-            let (ok, actual) = g.qmp().wait_guest_size(size * MIB, Duration::from_secs(180))?;
+            let (ok, actual) = g
+                .qmp()
+                .wait_guest_size(size * MIB, Duration::from_secs(180))?;
             ensure!(ok, "deflate stopped at {} MiB", actual / MIB);
             let out = g.run_timeout(
-                &format!("balloon-guest workload --mib {} --content text --hold 2 --verify", size / 2),
+                &format!(
+                    "balloon-guest workload --mib {} --content text --hold 2 --verify",
+                    size / 2
+                ),
                 Duration::from_secs(300),
             )?;
             ensure!(
@@ -122,7 +150,9 @@ fn freeze_and_restore_keep_the_balloon(driver: Driver) -> Result<()> {
     g.load(driver)?;
     let size = g.config.mem_mib;
     g.qmp().set_guest_size(size / 2 * MIB)?;
-    let (ok, _) = g.qmp().wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
+    let (ok, _) = g
+        .qmp()
+        .wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
     ensure!(ok, "did not inflate before the freeze");
     let total = g.meminfo()?.kib("MemTotal")?;
     g.sh("echo devices > /sys/power/pm_test")?;
@@ -132,17 +162,96 @@ fn freeze_and_restore_keep_the_balloon(driver: Driver) -> Result<()> {
         g.console().contains("PM: suspend debug: Waiting"),
         "the PM test did not run the device callbacks"
     );
-    let (ok, actual) = g.qmp().wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
-    ensure!(ok, "after restore actual is {} MiB, target {} MiB", actual / MIB, size / 2);
+    let (ok, actual) = g
+        .qmp()
+        .wait_guest_size(size / 2 * MIB, Duration::from_secs(180))?;
+    ensure!(
+        ok,
+        "after restore actual is {} MiB, target {} MiB",
+        actual / MIB,
+        size / 2
+    );
     let after = g.meminfo()?.kib("MemTotal")?;
-    ensure!(after == total, "MemTotal {total} KiB before the freeze, {after} KiB after");
+    ensure!(
+        after == total,
+        "MemTotal {total} KiB before the freeze, {after} KiB after"
+    );
     if driver == Driver::BalloonRs {
         let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
-        ensure!(s.contains("\nfreezes: 1\n") && s.contains("\nrestores: 1\n"), "freeze/restore not counted:\n{s}");
+        ensure!(
+            s.contains("\nfreezes: 1\n") && s.contains("\nrestores: 1\n"),
+            "freeze/restore not counted:\n{s}"
+        );
     }
     g.unload(driver)?;
     match g.shutdown() {
         Ok(()) => Ok(()),
         Err(e) => Err(Error::Check(format!("after freeze/restore: {e}"))),
     }
+}
+
+/// Free page hinting during a real migration (to `exec:cat > /dev/null`,
+/// throttled to 64 MiB/s so the guest has time to hint): the guest keeps
+/// working afterwards, every hinted block is given back after the host's
+/// DONE (balloon_rs counts them in debugfs), and MemFree returns.
+fn free_page_hints_during_migration_are_all_given_back(driver: Driver) -> Result<()> {
+    let mut cfg = config("hint", driver)?;
+    cfg.extra_qemu_args = vec!["-object".into(), "iothread,id=iothread0".into()];
+    cfg.balloon_props.push("free-page-hint=on".into());
+    cfg.balloon_props.push("iothread=iothread0".into());
+    let mut g = Guest::boot(cfg)?;
+    g.load(driver)?;
+    ensure!(
+        feature(&mut g, F_FREE_PAGE_HINT)?,
+        "FREE_PAGE_HINT not negotiated"
+    );
+    let free0 = g.meminfo()?.mib("MemFree")?;
+    g.qmp()
+        .migrate("exec:cat > /dev/null", 64 * MIB, Duration::from_secs(300))?;
+    g.qmp().cont()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let free = g.meminfo()?.mib("MemFree")?;
+        let hints_done = if driver == Driver::BalloonRs {
+            let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
+            let get = |k: &str| -> u64 {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(k)?.strip_prefix(": ")?.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            let (sent, returned, shrunk) = (
+                get("hint_blocks_sent"),
+                get("hint_blocks_returned"),
+                get("hint_blocks_shrunk"),
+            );
+            if Instant::now() > deadline {
+                return Err(Error::Check(format!(
+                    "hints: sent {sent}, returned {returned}, shrunk {shrunk}; MemFree {free} MiB (was {free0})\n{s}"
+                )));
+            }
+            sent > 0 && get("hint_blocks_held") == 0 && returned + shrunk == sent
+        } else {
+            true
+        };
+        // 16 MiB: page cache and slab the migration left behind.
+        if hints_done && free + 16 >= free0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "MemFree {free} MiB after the migration, {free0} MiB before"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = g.run_timeout(
+        "balloon-guest workload --mib 128 --content text --hold 1 --verify",
+        Duration::from_secs(120),
+    )?;
+    ensure!(
+        out.code == 0 && out.text.contains("verified"),
+        "workload after migration: {}",
+        out.text
+    );
+    g.unload(driver)?;
+    g.shutdown()
 }
