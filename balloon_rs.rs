@@ -345,26 +345,32 @@ fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
         // find_vqs() sets up every named queue; this cannot happen.
         return Err(ENODEV);
     };
-    if too_small {
-        let reset = d.reset();
-        d.delete_queues(
-            reset,
-            [Some(inflate), Some(deflate), stats, hint, report]
-                .into_iter()
-                .flatten(),
-        );
-        return Err(ENOSPC);
-    }
-    let stats = match stats.map(StatsQueue::new).transpose() {
-        Ok(s) => s,
-        Err(e) => return Err(e),
+    // The stats queue needs its buffer; a failure here, like a queue that
+    // is too small, deletes every queue again. (`del_vqs` deletes them all;
+    // a handle dropped on the way can no longer be used.)
+    let stats = if too_small {
+        Err(ENOSPC)
+    } else {
+        stats.map(StatsQueue::new).transpose()
     };
-    Ok(AllQueues {
-        main: Queues { inflate, deflate },
-        stats,
-        hint,
-        report,
-    })
+    match stats {
+        Ok(stats) => Ok(AllQueues {
+            main: Queues { inflate, deflate },
+            stats,
+            hint,
+            report,
+        }),
+        Err(e) => {
+            let reset = d.reset();
+            d.delete_queues(
+                reset,
+                [Some(inflate), Some(deflate), hint, report]
+                    .into_iter()
+                    .flatten(),
+            );
+            Err(e)
+        }
+    }
 }
 
 /// Per-device state.
