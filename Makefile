@@ -67,7 +67,7 @@ test-unit:
 # Guest tests: boot QEMU guests with both drivers.
 test-guest: kernel module guest
 	cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2)
-	@if pgrep -af 'qemu-system.*balloon_rs-' ; then echo "error: guest tests left the QEMU processes above running" >&2; exit 1; fi
+	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: guest tests left the QEMU processes above running" >&2; exit 1; fi
 
 test: test-unit test-guest
 
