@@ -21,7 +21,7 @@ GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN = target/$(GUEST_TARGET)/release/balloon-guest
 
 .PHONY: all module setup kernel kernel-debug clippy rustfmt rustfmtcheck guest \
-	test test-unit test-guest run demo clean help
+	test test-unit test-guest bench run demo clean help
 
 all: module
 
@@ -70,6 +70,10 @@ test-guest: kernel module guest
 	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: guest tests left the QEMU processes above running" >&2; exit 1; fi
 
 test: test-unit test-guest
+
+# Benchmark (not a test): balloon_rs against the C driver, side by side.
+bench: kernel module guest
+	cargo run -q --release -p qemu-test --bin balloon-bench
 
 run: kernel module guest
 	cargo run -q -p qemu-test --bin balloon-run -- $(RUN_ARGS)

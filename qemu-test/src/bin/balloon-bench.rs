@@ -1,0 +1,197 @@
+//! `make bench`: inflate and deflate 3/4 of a 2 GiB guest with balloon_rs and
+//! with the C driver, alternating A B A B, and report medians and per-pair
+//! ratios; plus the host-side limit (how fast this host discards 4 KiB pages
+//! the way QEMU does for each balloon PFN).
+//!
+//! Writes a Markdown report to `build/bench/report.md` and raw runs to
+//! `build/bench/runs.json`, and prints the report.
+
+use qemu_test::{Driver, Error, Guest, GuestConfig, Result, MIB};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// One inflate+deflate run.
+#[derive(Debug, Clone)]
+struct Run {
+    driver: Driver,
+    inflate_mib_s: f64,
+    deflate_mib_s: f64,
+    latency_ms: f64,
+    /// Guest kernel CPU (system + irq + softirq) during inflation, per GiB.
+    cpu_ms_per_gib: f64,
+    /// Slab growth during inflation per ballooned 4 KiB page, in bytes.
+    slab_bytes_per_page: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Kernel-mode CPU time of the guest in ms (`/proc/stat` system, irq,
+/// softirq; USER_HZ = 100).
+fn guest_kernel_cpu_ms(g: &mut Guest) -> Result<f64> {
+    let stat = g.sh("head -1 /proc/stat")?;
+    let f: Vec<u64> = stat.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    if f.len() < 7 {
+        return Err(Error::Parse {
+            what: "/proc/stat".into(),
+            detail: stat,
+        });
+    }
+    Ok((f[2] + f[5] + f[6]) as f64 * 10.0)
+}
+
+/// Polls `query-balloon` until `actual == target`; returns (time to the
+/// first change, time to the target).
+fn time_to(g: &mut Guest, target: u64, start_actual: u64) -> Result<(Duration, Duration)> {
+    let t0 = Instant::now();
+    g.qmp().set_guest_size(target)?;
+    let mut first = None;
+    loop {
+        let a = g.qmp().guest_size()?;
+        if first.is_none() && a != start_actual {
+            first = Some(t0.elapsed());
+        }
+        if a == target {
+            return Ok((first.unwrap_or_else(|| t0.elapsed()), t0.elapsed()));
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            return Err(Error::Check(format!("target {} MiB not reached in 600 s", target / MIB)));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn run_once(driver: Driver, mem_mib: u64, balloon_mib: u64) -> Result<Run> {
+    let mut cfg = GuestConfig::new(&format!("bench-{driver}"))?;
+    cfg.mem_mib = mem_mib;
+    let mut g = Guest::boot(cfg)?;
+    g.load(driver)?;
+    let full = mem_mib * MIB;
+    let small = (mem_mib - balloon_mib) * MIB;
+    let slab0 = g.meminfo()?.kib("Slab")?;
+    let cpu0 = guest_kernel_cpu_ms(&mut g)?;
+    let (lat, inflate) = time_to(&mut g, small, full)?;
+    let cpu1 = guest_kernel_cpu_ms(&mut g)?;
+    let slab1 = g.meminfo()?.kib("Slab")?;
+    let (_, deflate) = time_to(&mut g, full, small)?;
+    g.unload(driver)?;
+    g.shutdown()?;
+    let pages = (balloon_mib * 256) as f64;
+    Ok(Run {
+        driver,
+        inflate_mib_s: balloon_mib as f64 / inflate.as_secs_f64(),
+        deflate_mib_s: balloon_mib as f64 / deflate.as_secs_f64(),
+        latency_ms: lat.as_secs_f64() * 1e3,
+        cpu_ms_per_gib: (cpu1 - cpu0) / (balloon_mib as f64 / 1024.0),
+        slab_bytes_per_page: (slab1 as f64 - slab0 as f64) * 1024.0 / pages,
+    })
+}
+
+/// How fast this host discards touched 4 KiB pages one `madvise` at a time,
+/// which is what QEMU does for every inflated balloon PFN (MiB/s).
+fn host_discard_mib_s(mib: usize) -> Result<f64> {
+    let len = mib << 20;
+    // SAFETY: An anonymous private mapping of `len` bytes, unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Error::io("mmap for the discard benchmark")(std::io::Error::last_os_error()));
+    }
+    let base = p.cast::<u8>();
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        for off in (0..len).step_by(4096) {
+            // SAFETY: Inside the mapping.
+            unsafe { base.add(off).write_volatile(1) };
+        }
+        let t = Instant::now();
+        for off in (0..len).step_by(4096) {
+            // SAFETY: A page-aligned range inside the mapping.
+            unsafe { libc::madvise(base.add(off).cast(), 4096, libc::MADV_DONTNEED) };
+        }
+        best = best.max(mib as f64 / t.elapsed().as_secs_f64());
+    }
+    // SAFETY: The mapping made above.
+    unsafe { libc::munmap(p, len) };
+    Ok(best)
+}
+
+fn main() -> Result<()> {
+    let pairs: usize = std::env::var("BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let (mem_mib, balloon_mib) = (2048u64, 1536u64);
+    let mut runs = Vec::new();
+    for i in 0..pairs {
+        for driver in [Driver::BalloonRs, Driver::C] {
+            let r = run_once(driver, mem_mib, balloon_mib)?;
+            eprintln!(
+                "pair {}/{pairs} {driver}: inflate {:.0} MiB/s, deflate {:.0} MiB/s, latency {:.0} ms, cpu {:.0} ms/GiB, slab {:.2} B/page",
+                i + 1,
+                r.inflate_mib_s,
+                r.deflate_mib_s,
+                r.latency_ms,
+                r.cpu_ms_per_gib,
+                r.slab_bytes_per_page
+            );
+            runs.push(r);
+        }
+    }
+    let host = host_discard_mib_s(512)?;
+    let col = |d: Driver, f: fn(&Run) -> f64| -> f64 {
+        let mut v: Vec<f64> = runs.iter().filter(|r| r.driver == d).map(f).collect();
+        median(&mut v)
+    };
+    let ratio = |f: fn(&Run) -> f64| -> f64 {
+        let mut v: Vec<f64> = runs.chunks(2).map(|p| f(&p[0]) / f(&p[1])).collect();
+        median(&mut v)
+    };
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Inflate and deflate {balloon_mib} MiB of a {mem_mib} MiB guest, {pairs} pairs run alternately \
+         (balloon_rs, C, balloon_rs, C, ...); medians, and the median of per-pair ratios.\n"
+    );
+    let _ = writeln!(md, "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |");
+    let _ = writeln!(md, "| --- | --- | --- | --- |");
+    let metrics: [(&str, fn(&Run) -> f64); 5] = [
+        ("inflate MiB/s", |r| r.inflate_mib_s),
+        ("deflate MiB/s", |r| r.deflate_mib_s),
+        ("latency QMP balloon -> first change of actual (ms)", |r| r.latency_ms),
+        ("guest kernel CPU during inflation (ms per GiB)", |r| r.cpu_ms_per_gib),
+        ("slab growth per ballooned page (bytes)", |r| r.slab_bytes_per_page),
+    ];
+    for (name, f) in metrics {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.2} | {:.2} | {:.2} |",
+            col(Driver::BalloonRs, f),
+            col(Driver::C, f),
+            ratio(f)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nHost-side limit: this host discards touched 4 KiB pages one `madvise(MADV_DONTNEED)` at a time \
+         (what QEMU does per balloon PFN) at {host:.0} MiB/s (best of 3, 512 MiB)."
+    );
+    let dir = qemu_test::artifacts::repo_root().join("build/bench");
+    std::fs::create_dir_all(&dir).map_err(Error::io("creating build/bench"))?;
+    std::fs::write(dir.join("report.md"), &md).map_err(Error::io("writing report.md"))?;
+    let raw: Vec<String> = runs.iter().map(|r| format!("{r:?}")).collect();
+    std::fs::write(dir.join("runs.txt"), raw.join("\n")).map_err(Error::io("writing runs.txt"))?;
+    println!("{md}");
+    Ok(())
+}
