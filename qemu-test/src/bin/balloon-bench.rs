@@ -21,6 +21,8 @@ struct Run {
     cpu_ms_per_gib: f64,
     /// Slab growth during inflation per ballooned 4 KiB page, in bytes.
     slab_bytes_per_page: f64,
+    /// How much QEMU's RSS fell during inflation (MiB).
+    rss_freed_mib: f64,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -63,7 +65,10 @@ fn time_to(g: &mut Guest, target: u64, start_actual: u64) -> Result<(Duration, D
         if t0.elapsed() > Duration::from_secs(600) {
             return Err(Error::Check(format!("target {} MiB not reached in 600 s", target / MIB)));
         }
-        std::thread::sleep(Duration::from_millis(5));
+        // Poll back to back until the first change (latency), then every 5 ms.
+        if first.is_some() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -72,11 +77,16 @@ fn run_once(driver: Driver, mem_mib: u64, balloon_mib: u64) -> Result<Run> {
     cfg.mem_mib = mem_mib;
     let mut g = Guest::boot(cfg)?;
     g.load(driver)?;
+    // Touch the memory the balloon will take, so QEMU really has to give it
+    // back to the host (untouched guest RAM costs nothing to discard).
+    g.sh(&format!("balloon-guest workload --mib {balloon_mib} --content random --hold 1 >/dev/null"))?;
+    let rss_touched = g.rss_kib()?;
     let full = mem_mib * MIB;
     let small = (mem_mib - balloon_mib) * MIB;
     let slab0 = g.meminfo()?.kib("Slab")?;
     let cpu0 = guest_kernel_cpu_ms(&mut g)?;
     let (lat, inflate) = time_to(&mut g, small, full)?;
+    let rss_inflated = g.rss_kib()?;
     let cpu1 = guest_kernel_cpu_ms(&mut g)?;
     let slab1 = g.meminfo()?.kib("Slab")?;
     let (_, deflate) = time_to(&mut g, full, small)?;
@@ -90,6 +100,7 @@ fn run_once(driver: Driver, mem_mib: u64, balloon_mib: u64) -> Result<Run> {
         latency_ms: lat.as_secs_f64() * 1e3,
         cpu_ms_per_gib: (cpu1 - cpu0) / (balloon_mib as f64 / 1024.0),
         slab_bytes_per_page: (slab1 as f64 - slab0 as f64) * 1024.0 / pages,
+        rss_freed_mib: rss_touched.saturating_sub(rss_inflated) as f64 / 1024.0,
     })
 }
 
@@ -138,7 +149,7 @@ fn main() -> Result<()> {
         for driver in [Driver::BalloonRs, Driver::C] {
             let r = run_once(driver, mem_mib, balloon_mib)?;
             eprintln!(
-                "pair {}/{pairs} {driver}: inflate {:.0} MiB/s, deflate {:.0} MiB/s, latency {:.0} ms, cpu {:.0} ms/GiB, slab {:.2} B/page",
+                "pair {}/{pairs} {driver}: inflate {:.0} MiB/s, deflate {:.0} MiB/s, latency {:.1} ms, cpu {:.0} ms/GiB, slab {:.2} B/page",
                 i + 1,
                 r.inflate_mib_s,
                 r.deflate_mib_s,
@@ -166,21 +177,18 @@ fn main() -> Result<()> {
     );
     let _ = writeln!(md, "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |");
     let _ = writeln!(md, "| --- | --- | --- | --- |");
-    let metrics: [(&str, fn(&Run) -> f64); 5] = [
+    let metrics: [(&str, fn(&Run) -> f64); 6] = [
         ("inflate MiB/s", |r| r.inflate_mib_s),
         ("deflate MiB/s", |r| r.deflate_mib_s),
         ("latency QMP balloon -> first change of actual (ms)", |r| r.latency_ms),
         ("guest kernel CPU during inflation (ms per GiB)", |r| r.cpu_ms_per_gib),
         ("slab growth per ballooned page (bytes)", |r| r.slab_bytes_per_page),
+        ("QEMU RSS freed by the inflation (MiB)", |r| r.rss_freed_mib),
     ];
     for (name, f) in metrics {
-        let _ = writeln!(
-            md,
-            "| {name} | {:.2} | {:.2} | {:.2} |",
-            col(Driver::BalloonRs, f),
-            col(Driver::C, f),
-            ratio(f)
-        );
+        let r = ratio(f);
+        let r = if r.is_finite() { format!("{r:.2}") } else { "n/a (C is 0)".into() };
+        let _ = writeln!(md, "| {name} | {:.2} | {:.2} | {r} |", col(Driver::BalloonRs, f), col(Driver::C, f));
     }
     let _ = writeln!(
         md,
