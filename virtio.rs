@@ -95,19 +95,19 @@ impl Device {
         }
     }
 
-    /// Reads a little-endian `u32` at `offset` of the config space.
+    /// Reads a little-endian `u32` at `offset` of the config space, with one
+    /// access as C's `virtio_cread_le()` (the balloon's fields are single
+    /// 32-bit values, so no generation check is needed).
     pub(crate) fn read_config_le32(&self, offset: usize) -> u32 {
         let mut bytes = [0u8; 4];
-        // SAFETY: By the type invariant the device is valid; `bytes` is a
-        // writable buffer of the length passed.
-        unsafe {
-            bindings::virtio_cread_bytes(
-                self.as_raw(),
-                offset as u32,
-                bytes.as_mut_ptr().cast(),
-                bytes.len(),
-            )
-        };
+        // SAFETY: By the type invariant the device is valid, and the virtio
+        // core sets `config` before probe.
+        let get = unsafe { (*(*self.as_raw()).config).get };
+        if let Some(get) = get {
+            // SAFETY: `get` is the transport's config reader for this device;
+            // `bytes` is writable for the length passed.
+            unsafe { get(self.as_raw(), offset as u32, bytes.as_mut_ptr().cast(), 4) };
+        }
         u32::from_le_bytes(bytes)
     }
 
