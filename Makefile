@@ -21,7 +21,7 @@ GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN = target/$(GUEST_TARGET)/release/balloon-guest
 
 .PHONY: all module setup kernel kernel-debug clippy rustfmt rustfmtcheck guest \
-	test test-unit test-guest bench run demo clean help
+	test test-unit test-guest test-debug module-debug bench run demo clean help
 
 all: module
 
@@ -70,6 +70,22 @@ test-guest: kernel module guest
 	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: guest tests left the QEMU processes above running" >&2; exit 1; fi
 
 test: test-unit test-guest
+
+# The module built against the debug kernel, in a copy of the sources
+# (Kbuild builds in the source directory).
+DEBUG_MOD_DIR = $(CURDIR)/build/module-debug
+
+module-debug: kernel-debug
+	@mkdir -p $(DEBUG_MOD_DIR)
+	@cp $(MODULE_SRCS) Kbuild $(DEBUG_MOD_DIR)/
+	$(MAKE) -C $(CURDIR)/build/kernel-debug M=$(DEBUG_MOD_DIR) LLVM=1 RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC) \
+		RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN) CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
+
+# Every guest test on the debug kernel (KASAN, lockdep, DEBUG_PAGEALLOC,
+# kmemleak): any report fails the test through the console-log check.
+test-debug: module-debug guest
+	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko \
+		cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2)
 
 # Benchmark (not a test): balloon_rs against the C driver, side by side.
 bench: kernel module guest

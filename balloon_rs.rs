@@ -436,7 +436,8 @@ enum Step {
     Done,
     /// A batch moved; more may follow.
     Moved,
-    /// Inflation stopped at the floor.
+    /// Inflation stopped at the floor (or in the hold-off after an OOM
+    /// deflate).
     Floor,
     /// No page could be allocated.
     NoMemory,
@@ -511,12 +512,13 @@ impl Balloon {
         let snap = mm::mem_snapshot();
         let floor = self.floor_pages(&snap, inner.held);
         self.shared.available_pages.store(snap.available, Relaxed);
-        let mut allowed =
+        let allowed =
             policy::inflate_allowance(snap.available, floor, policy::batch_pages(want, PAGE_SHIFT));
         let now = mm::now_ms();
         let last_oom = self.shared.last_oom_ms.load(Relaxed);
         if last_oom != 0 && !policy::rate_limit_ok(now, last_oom, policy::OOM_HOLDOFF_MS) {
-            allowed = 0;
+            // The guest just needed these pages: no re-inflation for a while.
+            return Step::Floor;
         }
         if allowed == 0 {
             self.shared.floor_holds.fetch_add(1, Relaxed);

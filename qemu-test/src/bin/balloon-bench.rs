@@ -38,7 +38,11 @@ fn median(v: &mut [f64]) -> f64 {
 /// softirq; USER_HZ = 100).
 fn guest_kernel_cpu_ms(g: &mut Guest) -> Result<f64> {
     let stat = g.sh("head -1 /proc/stat")?;
-    let f: Vec<u64> = stat.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let f: Vec<u64> = stat
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if f.len() < 7 {
         return Err(Error::Parse {
             what: "/proc/stat".into(),
@@ -63,7 +67,10 @@ fn time_to(g: &mut Guest, target: u64, start_actual: u64) -> Result<(Duration, D
             return Ok((first.unwrap_or_else(|| t0.elapsed()), t0.elapsed()));
         }
         if t0.elapsed() > Duration::from_secs(600) {
-            return Err(Error::Check(format!("target {} MiB not reached in 600 s", target / MIB)));
+            return Err(Error::Check(format!(
+                "target {} MiB not reached in 600 s",
+                target / MIB
+            )));
         }
         // Poll back to back until the first change (latency), then every 5 ms.
         if first.is_some() {
@@ -79,7 +86,9 @@ fn run_once(driver: Driver, mem_mib: u64, balloon_mib: u64) -> Result<Run> {
     g.load(driver)?;
     // Touch the memory the balloon will take, so QEMU really has to give it
     // back to the host (untouched guest RAM costs nothing to discard).
-    g.sh(&format!("balloon-guest workload --mib {balloon_mib} --content random --hold 1 >/dev/null"))?;
+    g.sh(&format!(
+        "balloon-guest workload --mib {balloon_mib} --content random --hold 1 >/dev/null"
+    ))?;
     let rss_touched = g.rss_kib()?;
     let full = mem_mib * MIB;
     let small = (mem_mib - balloon_mib) * MIB;
@@ -120,7 +129,9 @@ fn host_discard_mib_s(mib: usize) -> Result<f64> {
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(Error::io("mmap for the discard benchmark")(std::io::Error::last_os_error()));
+        return Err(Error::io("mmap for the discard benchmark")(
+            std::io::Error::last_os_error(),
+        ));
     }
     let base = p.cast::<u8>();
     let mut best = 0.0f64;
@@ -142,7 +153,10 @@ fn host_discard_mib_s(mib: usize) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let pairs: usize = std::env::var("BENCH_PAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let pairs: usize = std::env::var("BENCH_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let (mem_mib, balloon_mib) = (2048u64, 1536u64);
     let mut runs = Vec::new();
     for i in 0..pairs {
@@ -175,20 +189,38 @@ fn main() -> Result<()> {
         "Inflate and deflate {balloon_mib} MiB of a {mem_mib} MiB guest, {pairs} pairs run alternately \
          (balloon_rs, C, balloon_rs, C, ...); medians, and the median of per-pair ratios.\n"
     );
-    let _ = writeln!(md, "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |");
+    let _ = writeln!(
+        md,
+        "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |"
+    );
     let _ = writeln!(md, "| --- | --- | --- | --- |");
     let metrics: [(&str, fn(&Run) -> f64); 6] = [
         ("inflate MiB/s", |r| r.inflate_mib_s),
         ("deflate MiB/s", |r| r.deflate_mib_s),
-        ("latency QMP balloon -> first change of actual (ms)", |r| r.latency_ms),
-        ("guest kernel CPU during inflation (ms per GiB)", |r| r.cpu_ms_per_gib),
-        ("slab growth per ballooned page (bytes)", |r| r.slab_bytes_per_page),
+        ("latency QMP balloon -> first change of actual (ms)", |r| {
+            r.latency_ms
+        }),
+        ("guest kernel CPU during inflation (ms per GiB)", |r| {
+            r.cpu_ms_per_gib
+        }),
+        ("slab growth per ballooned page (bytes)", |r| {
+            r.slab_bytes_per_page
+        }),
         ("QEMU RSS freed by the inflation (MiB)", |r| r.rss_freed_mib),
     ];
     for (name, f) in metrics {
         let r = ratio(f);
-        let r = if r.is_finite() { format!("{r:.2}") } else { "n/a (C is 0)".into() };
-        let _ = writeln!(md, "| {name} | {:.2} | {:.2} | {r} |", col(Driver::BalloonRs, f), col(Driver::C, f));
+        let r = if r.is_finite() {
+            format!("{r:.2}")
+        } else {
+            "n/a (C is 0)".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {:.2} | {:.2} | {r} |",
+            col(Driver::BalloonRs, f),
+            col(Driver::C, f)
+        );
     }
     let _ = writeln!(
         md,
