@@ -84,8 +84,8 @@ module-debug: kernel-debug
 # Every guest test on the debug kernel (KASAN, lockdep, DEBUG_PAGEALLOC,
 # kmemleak): any report fails the test through the console-log check.
 test-debug: module-debug guest
-	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko \
-		cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2)
+	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko BALLOON_RS_GUEST_MIB=1024 \
+		cargo test --no-fail-fast -p qemu-test --test '*' -- --include-ignored --test-threads=$(or $(GUEST_JOBS),2)
 
 # Benchmark (not a test): balloon_rs against the C driver, side by side.
 bench: kernel module guest

@@ -70,11 +70,19 @@ pub struct GuestConfig {
 }
 
 impl GuestConfig {
-    /// A 512 MiB, 2-vCPU guest with a plain balloon device.
+    /// A 2-vCPU guest with a plain balloon device and 512 MiB of RAM, or
+    /// `BALLOON_RS_GUEST_MIB` (the debug kernel's KASAN shadow and lockdep
+    /// need more: `make test-debug` uses 1024).
     pub fn new(name: &str) -> Result<Self> {
+        let mem_mib = match std::env::var("BALLOON_RS_GUEST_MIB") {
+            Ok(v) => v
+                .parse()
+                .map_err(|e| Error::Check(format!("BALLOON_RS_GUEST_MIB={v}: {e}")))?,
+            Err(_) => 512,
+        };
         Ok(Self {
             name: name.to_string(),
-            mem_mib: 512,
+            mem_mib,
             cpus: 2,
             balloon_props: Vec::new(),
             extra_qemu_args: Vec::new(),

@@ -338,7 +338,8 @@ fn fifty_load_inflate_unload_cycles_leak_nothing(driver: Driver) -> Result<()> {
 fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
     let mut g = Guest::boot(config("debugfs", Driver::BalloonRs)?)?;
     g.load(Driver::BalloonRs)?;
-    resize(&mut g, 384)?;
+    let size = g.config.mem_mib;
+    resize(&mut g, size - 128)?;
     let d = debugfs(&mut g)?;
     for field in [
         "target_pages",
