@@ -85,7 +85,8 @@ module-debug: kernel-debug
 # kmemleak): any report fails the test through the console-log check.
 test-debug: module-debug guest
 	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko BALLOON_RS_GUEST_MIB=1024 \
-		cargo test --no-fail-fast -p qemu-test --test '*' -- --include-ignored --test-threads=$(or $(GUEST_JOBS),2)
+		BALLOON_RS_APPEND="rcupdate.rcu_cpu_stall_timeout=300" \
+		cargo test --no-fail-fast -p qemu-test --test '*' -- --include-ignored --test-threads=$(or $(GUEST_JOBS),1)
 
 # Benchmark (not a test): balloon_rs against the C driver, side by side.
 bench: kernel module guest

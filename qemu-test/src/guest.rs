@@ -107,6 +107,14 @@ impl GuestConfig {
             append.push(' ');
             append.push_str(&self.kernel_args);
         }
+        // Run-wide extra kernel arguments (`make test-debug` lengthens the
+        // RCU stall timeout: a KASAN kernel under TCG is slow, not stalled).
+        if let Ok(extra) = std::env::var("BALLOON_RS_APPEND") {
+            if !extra.is_empty() {
+                append.push(' ');
+                append.push_str(&extra);
+            }
+        }
         let console = if interactive {
             "mon:stdio".to_string()
         } else {
