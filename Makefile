@@ -86,7 +86,7 @@ module-debug: kernel-debug
 test-debug: module-debug guest
 	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko BALLOON_RS_GUEST_MIB=1024 \
 		BALLOON_RS_APPEND="rcupdate.rcu_cpu_stall_timeout=300" \
-		cargo test --no-fail-fast -p qemu-test --test '*' -- --include-ignored --test-threads=$(or $(GUEST_JOBS),1)
+		cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),1)
 
 # Benchmark (not a test): balloon_rs against the C driver, side by side.
 bench: kernel module guest
