@@ -355,10 +355,10 @@ impl Virtqueue {
                 crate::hint::BLOCK_BYTES as u32,
             )
         };
-        // SAFETY: The queue is valid (type invariant) and `sg` initialised.
         // The device never writes hinted pages, and the spec lets the driver
         // reuse them at any time (virtio 1.2, 5.5.6.6), so the block may be
         // freed while the buffer is still queued (as C's shrinker does).
+        // SAFETY: The queue is valid (type invariant); `sg` is initialised.
         to_result(unsafe {
             bindings::virtqueue_add_inbuf(
                 self.ptr.as_ptr(),
