@@ -25,6 +25,9 @@ struct Run {
     rss_freed_mib: f64,
 }
 
+/// A reported metric: its name and how to read it from a run.
+type Metric = (&'static str, fn(&Run) -> f64);
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     match v.len() {
@@ -194,7 +197,7 @@ fn main() -> Result<()> {
         "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |"
     );
     let _ = writeln!(md, "| --- | --- | --- | --- |");
-    let metrics: [(&str, fn(&Run) -> f64); 6] = [
+    let metrics: [Metric; 6] = [
         ("inflate MiB/s", |r| r.inflate_mib_s),
         ("deflate MiB/s", |r| r.deflate_mib_s),
         ("latency QMP balloon -> first change of actual (ms)", |r| {
