@@ -179,6 +179,37 @@ pub fn write_initramfs(artifacts: &Artifacts, dir: &Path) -> Result<()> {
         .map_err(Error::io(format!("writing {}", path.display())))
 }
 
+/// balloon_rs's debugfs status: its numeric `name: value` fields.
+#[derive(Debug, Clone)]
+pub struct BalloonRsStatus {
+    /// The file as read.
+    pub text: String,
+    /// Every line whose value is a number.
+    pub fields: std::collections::BTreeMap<String, u64>,
+}
+
+impl BalloonRsStatus {
+    /// Parses the file's text.
+    pub fn parse(text: String) -> Self {
+        let fields = text
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect();
+        Self { text, fields }
+    }
+
+    /// A numeric field; a missing one is an error, never 0.
+    pub fn get(&self, name: &str) -> Result<u64> {
+        self.fields.get(name).copied().ok_or_else(|| Error::Parse {
+            what: "balloon_rs debugfs status".into(),
+            detail: format!("no field {name} in:\n{}", self.text),
+        })
+    }
+}
+
 /// A running guest. Dropping it kills QEMU; [`Guest::shutdown`] ends it
 /// cleanly and checks the console log.
 pub struct Guest {
@@ -362,6 +393,13 @@ impl Guest {
     pub fn unload(&mut self, driver: Driver) -> Result<()> {
         self.sh(&format!("rmmod {}", driver.module_name()))?;
         Ok(())
+    }
+
+    /// balloon_rs's debugfs status file (`/sys/kernel/debug/balloon_rs/status`).
+    pub fn balloon_rs_status(&mut self) -> Result<BalloonRsStatus> {
+        Ok(BalloonRsStatus::parse(
+            self.sh("cat /sys/kernel/debug/balloon_rs/status")?,
+        ))
     }
 
     /// The driver bound to the balloon device, if any (from sysfs).

@@ -39,15 +39,26 @@ fn resize(g: &mut Guest, guest_mib: u64) -> Result<()> {
     Ok(())
 }
 
-/// Waits until MemFree is back within `slack_mib` of `baseline_kib`:
-/// freed pages drain from per-cpu lists over seconds (TOOLCHAIN.md).
-fn wait_memfree_back(g: &mut Guest, baseline_kib: u64, slack_mib: u64) -> Result<u64> {
+/// Checks that every page came back: MemTotal exactly `baseline.0` KiB, and
+/// MemFree within `slack_mib` of `baseline.1` KiB once the per-cpu lists
+/// drained (freed pages sit there for seconds, TOOLCHAIN.md; up to 40 s).
+fn memory_back(g: &mut Guest, baseline: (u64, u64), slack_mib: u64, when: &str) -> Result<()> {
+    let (total0, free0) = baseline;
+    let total = g.meminfo()?.kib("MemTotal")?;
+    ensure!(
+        total == total0,
+        "MemTotal {total} KiB {when}, baseline {total0} KiB (must be exact)"
+    );
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let free = g.meminfo()?.kib("MemFree")?;
-        if free + slack_mib * 1024 >= baseline_kib || Instant::now() > deadline {
-            return Ok(free);
+        if free + slack_mib * 1024 >= free0 {
+            return Ok(());
         }
+        ensure!(
+            Instant::now() < deadline,
+            "MemFree {free} KiB {when}, baseline {free0} KiB (tolerance {slack_mib} MiB)"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -93,17 +104,8 @@ fn inflate_half_then_deflate_and_unload_restores_memory(driver: Driver) -> Resul
 
     resize(&mut g, size / 2)?;
     g.unload(driver)?;
-    let total = g.meminfo()?.kib("MemTotal")?;
-    ensure!(
-        total == total0,
-        "MemTotal {total} KiB after rmmod, baseline {total0} KiB (must be exact)"
-    );
     // 8 MiB: the guest's own page cache and slab move a little meanwhile.
-    let free = wait_memfree_back(&mut g, free0, 8)?;
-    ensure!(
-        free + 8 * 1024 >= free0,
-        "MemFree {free} KiB after rmmod, baseline {free0} KiB"
-    );
+    memory_back(&mut g, (total0, free0), 8, "after rmmod")?;
     g.shutdown()
 }
 
@@ -146,7 +148,7 @@ fn stats_over_qmp_match_meminfo_and_follow_page_cache(driver: Driver) -> Result<
     );
     if driver == Driver::BalloonRs {
         // QEMU 7.2 ignores tags 10-15; check them from inside the guest.
-        let d = debugfs(&mut g)?;
+        let d = g.balloon_rs_status()?;
         let vm = g.vmstat()?;
         let page = 4096;
         for (tag, counter, scale) in [
@@ -156,18 +158,12 @@ fn stats_over_qmp_match_meminfo_and_follow_page_cache(driver: Driver) -> Result<
             ("stat_async_reclaim", "pgsteal_kswapd", page),
             ("stat_direct_reclaim", "pgsteal_direct", page),
         ] {
-            let sent = d
-                .get(tag)
-                .copied()
-                .ok_or_else(|| Error::Check(format!("debugfs lacks {tag}")))?;
+            let sent = d.get(tag)?;
             let now = vm.get(counter)? * scale;
             // Counters only grow; what was sent a moment ago is <= now.
             ensure!(sent <= now, "{tag} = {sent} but {counter} is now {now}");
         }
-        let stall = d
-            .get("stat_alloc_stall")
-            .copied()
-            .ok_or_else(|| Error::Check("no stat_alloc_stall".into()))?;
+        let stall = d.get("stat_alloc_stall")?;
         let stall_now: u64 =
             vm.0.iter()
                 .filter(|(k, _)| k.starts_with("allocstall_"))
@@ -175,8 +171,9 @@ fn stats_over_qmp_match_meminfo_and_follow_page_cache(driver: Driver) -> Result<
                 .sum();
         ensure!(stall <= stall_now, "alloc_stall {stall} > {stall_now}");
         ensure!(
-            d.get("stats_requests").copied().unwrap_or(0) >= 2,
-            "stats_requests did not move: {d:?}"
+            d.get("stats_requests")? >= 2,
+            "stats_requests did not move:\n{}",
+            d.text
         );
     }
     g.unload(driver)?;
@@ -201,18 +198,6 @@ fn fresh_stats(g: &mut Guest) -> Result<(BTreeMap<String, u64>, MemInfo)> {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// balloon_rs's debugfs file as a map of its numeric fields.
-fn debugfs(g: &mut Guest) -> Result<BTreeMap<String, u64>> {
-    let text = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
-    Ok(text
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(": ")?;
-            Some((k.to_string(), v.trim().parse().ok()?))
-        })
-        .collect())
 }
 
 /// With deflate-on-oom and the balloon holding 3/4 of memory, a workload
@@ -255,10 +240,11 @@ fn deflate_on_oom_lets_a_big_workload_run(driver: Driver) -> Result<()> {
         "the OOM killer ran"
     );
     if driver == Driver::BalloonRs {
-        let d = debugfs(&mut g)?;
+        let d = g.balloon_rs_status()?;
         ensure!(
-            d.get("oom_deflates").copied().unwrap_or(0) > 0,
-            "no OOM deflates counted: {d:?}"
+            d.get("oom_deflates")? > 0,
+            "no OOM deflates counted:\n{}",
+            d.text
         );
     }
     g.unload(driver)?;
@@ -286,11 +272,11 @@ fn compaction_migrates_balloon_pages(driver: Driver) -> Result<()> {
     );
     resize(&mut g, size)?;
     if driver == Driver::BalloonRs {
-        let d = debugfs(&mut g)?;
+        let d = g.balloon_rs_status()?;
         ensure!(
-            d.get("migrations").copied().unwrap_or(0) == after - before,
-            "debugfs migrations {:?} != balloon_migrate delta {}",
-            d.get("migrations"),
+            d.get("migrations")? == after - before,
+            "debugfs migrations {} != balloon_migrate delta {}",
+            d.get("migrations")?,
             after - before
         );
     }
@@ -317,16 +303,7 @@ fn fifty_load_inflate_unload_cycles_leak_nothing(driver: Driver) -> Result<()> {
         ensure!(reached, "cycle {i}: actual {} MiB", actual / MIB);
         g.unload(driver)?;
     }
-    let total = g.meminfo()?.kib("MemTotal")?;
-    ensure!(
-        total == total0,
-        "MemTotal {total} KiB after 50 cycles, baseline {total0} KiB"
-    );
-    let free = wait_memfree_back(&mut g, free0, 4)?;
-    ensure!(
-        free + 4 * 1024 >= free0,
-        "MemFree {free} KiB after 50 cycles, baseline {free0} KiB: leak"
-    );
+    memory_back(&mut g, (total0, free0), 4, "after 50 cycles (a leak?)")?;
     g.shutdown()
 }
 
@@ -340,7 +317,7 @@ fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
     g.load(Driver::BalloonRs)?;
     let size = g.config.mem_mib;
     resize(&mut g, size - 128)?;
-    let d = debugfs(&mut g)?;
+    let d = g.balloon_rs_status()?;
     for field in [
         "target_pages",
         "actual_pages",
@@ -355,25 +332,29 @@ fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
         "stats_requests",
         "config_changes",
     ] {
-        ensure!(d.contains_key(field), "debugfs lacks {field}: {d:?}");
+        d.get(field)?;
     }
     ensure!(
-        d["actual_pages"] == 128 * 256,
+        d.get("actual_pages")? == 128 * 256,
         "actual_pages {} for a 128 MiB balloon",
-        d["actual_pages"]
+        d.get("actual_pages")?
     );
     ensure!(
-        d["target_pages"] == 128 * 256,
+        d.get("target_pages")? == 128 * 256,
         "target_pages {}",
-        d["target_pages"]
+        d.get("target_pages")?
     );
     // 128 MiB in batches of 256 pages: exactly 128 batches.
     ensure!(
-        d["batches_inflated"] == 128,
+        d.get("batches_inflated")? == 128,
         "batches_inflated {}",
-        d["batches_inflated"]
+        d.get("batches_inflated")?
     );
-    ensure!(d["floor_mib"] >= 32, "floor_mib {}", d["floor_mib"]);
+    ensure!(
+        d.get("floor_mib")? >= 32,
+        "floor_mib {}",
+        d.get("floor_mib")?
+    );
     let text = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
     ensure!(
         text.contains("features:") && text.contains("stats_vq"),
@@ -419,13 +400,13 @@ fn balloon_rs_floor_parameter_holds_inflation() -> Result<()> {
         (296..=310).contains(&avail),
         "MemAvailable {avail} MiB with a 300 MiB floor"
     );
-    let d = debugfs(&mut g)?;
-    ensure!(d["floor_holds"] > 0, "no floor holds counted");
+    let d = g.balloon_rs_status()?;
+    ensure!(d.get("floor_holds")? > 0, "no floor holds counted");
     let qemu_balloon = (g.config.mem_mib * MIB - g.qmp().guest_size()?) / 4096;
     ensure!(
-        d["actual_pages"] == qemu_balloon,
+        d.get("actual_pages")? == qemu_balloon,
         "debugfs actual {} != QEMU's balloon {} pages",
-        d["actual_pages"],
+        d.get("actual_pages")?,
         qemu_balloon
     );
     ensure!(
@@ -468,16 +449,20 @@ fn balloon_rs_survives_a_hostile_host() -> Result<()> {
         std::thread::sleep(Duration::from_secs(1));
         responsive(&mut g, &format!("{i} s after a 1 MiB target"))?;
     }
-    let d = debugfs(&mut g)?;
-    ensure!(d["floor_holds"] > 0, "never held at the floor: {d:?}");
+    let d = g.balloon_rs_status()?;
+    ensure!(
+        d.get("floor_holds")? > 0,
+        "never held at the floor:\n{}",
+        d.text
+    );
     // The floor is checked before each batch; pages parked on per-cpu lists
     // and the guest's own activity since then move MemAvailable by a few
     // MiB, hence 4 MiB of tolerance.
     let avail = g.meminfo()?.mib("MemAvailable")?;
     ensure!(
-        avail + 4 >= d["floor_mib"],
+        avail + 4 >= d.get("floor_mib")?,
         "MemAvailable {avail} MiB below the {} MiB floor",
-        d["floor_mib"]
+        d.get("floor_mib")?
     );
 
     let mut seed = 0x5eed_u64;

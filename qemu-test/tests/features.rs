@@ -61,8 +61,8 @@ fn free_page_reporting_gives_freed_memory_back_to_the_host(driver: Driver) -> Re
         "QEMU RSS fell by {dropped} MiB (need >= {quarter} MiB)"
     );
     if driver == Driver::BalloonRs {
-        let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
-        ensure!(!s.contains("\nreports: 0\n"), "no reports counted:\n{s}");
+        let d = g.balloon_rs_status()?;
+        ensure!(d.get("reports")? > 0, "no reports counted:\n{}", d.text);
     }
     g.unload(driver)?;
     g.shutdown()
@@ -177,10 +177,11 @@ fn freeze_and_restore_keep_the_balloon(driver: Driver) -> Result<()> {
         "MemTotal {total} KiB before the freeze, {after} KiB after"
     );
     if driver == Driver::BalloonRs {
-        let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
+        let d = g.balloon_rs_status()?;
         ensure!(
-            s.contains("\nfreezes: 1\n") && s.contains("\nrestores: 1\n"),
-            "freeze/restore not counted:\n{s}"
+            d.get("freezes")? == 1 && d.get("restores")? == 1,
+            "freeze/restore not counted:\n{}",
+            d.text
         );
     }
     g.unload(driver)?;
@@ -213,23 +214,19 @@ fn free_page_hints_during_migration_are_all_given_back(driver: Driver) -> Result
     loop {
         let free = g.meminfo()?.mib("MemFree")?;
         let hints_done = if driver == Driver::BalloonRs {
-            let s = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
-            let get = |k: &str| -> u64 {
-                s.lines()
-                    .find_map(|l| l.strip_prefix(k)?.strip_prefix(": ")?.trim().parse().ok())
-                    .unwrap_or(0)
-            };
+            let d = g.balloon_rs_status()?;
             let (sent, returned, shrunk) = (
-                get("hint_blocks_sent"),
-                get("hint_blocks_returned"),
-                get("hint_blocks_shrunk"),
+                d.get("hint_blocks_sent")?,
+                d.get("hint_blocks_returned")?,
+                d.get("hint_blocks_shrunk")?,
             );
             if Instant::now() > deadline {
                 return Err(Error::Check(format!(
-                    "hints: sent {sent}, returned {returned}, shrunk {shrunk}; MemFree {free} MiB (was {free0})\n{s}"
+                    "hints: sent {sent}, returned {returned}, shrunk {shrunk}; MemFree {free} MiB (was {free0})\n{}",
+                    d.text
                 )));
             }
-            sent > 0 && get("hint_blocks_held") == 0 && returned + shrunk == sent
+            sent > 0 && d.get("hint_blocks_held")? == 0 && returned + shrunk == sent
         } else {
             true
         };
