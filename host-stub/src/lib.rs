@@ -1,23 +1,19 @@
-//! balloon-host: the host-side memory manager (work in progress, issue 5).
+//! balloon-host: the host-side memory manager of balloon_rs.
 //!
-//! It will reuse the harness's QEMU/QMP layer (`qemu_test::qmp`); for now it
-//! offers the one-shot `status` of a running guest by its QMP socket.
+//! It plays the hypervisor's memory manager for a small overcommitted host:
+//! it runs (or attaches to) QEMU guests, watches host and guest memory, and
+//! reclaims in tiers, least disruptive first — page sharing (KSM),
+//! ballooning (QMP `balloon`), compression (memory cgroup limit + zswap) and
+//! swapping (swap file) — and gives memory back when pressure passes.
+//!
+//! The decisions are one pure function, [`policy::decide`], shared by the
+//! real loop and the simulator. The QEMU/QMP layer is the harness's
+//! (`qemu_test`).
 
-use qemu_test::qmp::Qmp;
-use std::path::Path;
-use std::time::Duration;
+pub mod error;
+pub mod chart;
+pub mod policy;
+pub mod simulate;
+pub mod timeline;
 
-/// One line of `balloon-host status`: the guest's size as QEMU reports it.
-pub fn status_line(qmp_socket: &Path) -> qemu_test::Result<String> {
-    let mut qmp = Qmp::connect(
-        qmp_socket,
-        Duration::from_secs(5),
-        qemu_test::guest::BALLOON_ID,
-    )?;
-    let actual = qmp.guest_size()?;
-    Ok(format!(
-        "{}: guest size {} MiB",
-        qmp_socket.display(),
-        actual / qemu_test::MIB
-    ))
-}
+pub use error::{Error, Result};

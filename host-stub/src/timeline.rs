@@ -1,0 +1,143 @@
+//! The run's timeline: one JSON object per tick in
+//! `out/<scenario>/timeline.jsonl`, read back by the chart and the summary.
+//!
+//! Sizes are MiB. Guest statistics use libvirt's `dommemstat` names where
+//! they overlap (`unused`, `available`, `usable`, `disk_caches`, ...).
+
+use crate::policy::HostState;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// A guest's life in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmStatus {
+    /// Booting, not yet managed.
+    Booting,
+    /// Managed.
+    Running,
+    /// Its QEMU exited or its QMP connection dropped.
+    Lost,
+}
+
+/// One guest at one tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VmSample {
+    /// Scenario name of the guest.
+    pub name: String,
+    /// Its status.
+    pub status: VmStatus,
+    /// Configured RAM.
+    pub configured: u64,
+    /// QEMU's resident memory (VmRSS).
+    pub resident: u64,
+    /// Balloon size: configured - actual.
+    pub balloon: u64,
+    /// The guest size last asked for.
+    pub target: u64,
+    /// The guest size now (`query-balloon` actual).
+    pub actual: u64,
+    /// Pages KSM merged in this process (`/proc/PID/ksm_merging_pages`).
+    pub shared: f64,
+    /// Swapped pages held compressed by zswap (this process's share of
+    /// `Zswapped`, by its share of all swapped guest memory).
+    pub compressed: f64,
+    /// Swapped pages not in zswap (VmSwap - compressed).
+    pub swapped: f64,
+    /// The memory cgroup limit in force.
+    pub cgroup_limit: Option<u64>,
+    /// Guest statistics by dommemstat name (MiB; fault and swap counters
+    /// as counts), absent until the driver sent some.
+    pub guest: BTreeMap<String, f64>,
+}
+
+/// KSM's host-wide counters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KsmSample {
+    /// `run`.
+    pub run: u32,
+    /// `pages_to_scan`.
+    pub pages_to_scan: u32,
+    /// `pages_sharing` in MiB: memory saved.
+    pub sharing: f64,
+    /// `pages_shared` in MiB: the merged copies kept.
+    pub shared: f64,
+}
+
+/// The host at one tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostSample {
+    /// Memory for guests (the scenario's).
+    pub capacity: u64,
+    /// Consumed by the guests.
+    pub consumed: u64,
+    /// capacity - consumed (negative when overcommitted).
+    pub free: f64,
+    /// The state the policy put the host in.
+    pub state: HostState,
+    /// KSM, when the sharing tier is on.
+    pub ksm: Option<KsmSample>,
+    /// zswap pool size (`Zswap` in /proc/meminfo), when compression is on.
+    pub zswap_pool: Option<f64>,
+    /// Pages held in zswap (`Zswapped`).
+    pub zswapped: Option<f64>,
+}
+
+/// One tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub t: f64,
+    /// The host.
+    pub host: HostSample,
+    /// The guests, in scenario order.
+    pub vms: Vec<VmSample>,
+    /// What happened this tick (targets set, workloads started, tiers
+    /// unavailable, guests lost), human-readable.
+    pub events: Vec<String>,
+}
+
+/// Writes samples as JSON lines.
+pub struct Writer {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl Writer {
+    /// Creates (truncates) `path`, making its directory.
+    pub fn create(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        }
+        let file = std::fs::File::create(path).map_err(Error::io(format!("creating {}", path.display())))?;
+        Ok(Self {
+            file: std::io::BufWriter::new(file),
+        })
+    }
+
+    /// Appends one sample and flushes, so the file is complete after a crash.
+    pub fn write(&mut self, sample: &Sample) -> Result<()> {
+        let line = serde_json::to_string(sample).map_err(|e| Error::Invalid(format!("timeline: {e}")))?;
+        writeln!(self.file, "{line}")
+            .and_then(|_| self.file.flush())
+            .map_err(Error::io("writing the timeline"))
+    }
+}
+
+/// Reads a timeline; a malformed line is an error naming its number.
+pub fn read(path: &Path) -> Result<Vec<Sample>> {
+    let file = std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(Error::io(format!("reading {}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let s: Sample = serde_json::from_str(&line)
+            .map_err(|e| Error::Invalid(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        out.push(s);
+    }
+    Ok(out)
+}
