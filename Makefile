@@ -21,7 +21,7 @@ GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN = target/$(GUEST_TARGET)/release/balloon-guest
 
 .PHONY: all module setup kernel kernel-debug clippy rustfmt rustfmtcheck guest \
-	test test-unit test-guest test-debug module-debug bench run demo clean help
+	test test-unit test-guest test-host test-debug module-debug bench run demo simulate clean help
 
 all: module
 
@@ -69,7 +69,14 @@ test-guest: kernel module guest
 	cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2)
 	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: guest tests left the QEMU processes above running" >&2; exit 1; fi
 
-test: test-unit test-guest
+# Host-stub tests: property tests of the policy engine, then short real
+# scenarios one at a time (they change machine-wide settings: KSM, zswap,
+# swap, cgroups, and check every one is back afterwards).
+test-host: kernel module guest
+	cargo test --no-fail-fast -p host-stub --test '*' -- --test-threads=1
+	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: host-stub tests left the QEMU processes above running" >&2; exit 1; fi
+
+test: test-unit test-guest test-host
 
 # The module built against the debug kernel, in a copy of the sources
 # (Kbuild builds in the source directory).
@@ -95,9 +102,13 @@ bench: kernel module guest
 run: kernel module guest
 	cargo run -q -p qemu-test --bin balloon-run -- $(RUN_ARGS)
 
-demo:
-	@echo "The host-stub demo (issue 5) is not built yet; 'make run' boots an interactive guest."
-	@$(MAKE) --no-print-directory run
+# The main job: three 512 MiB guests on a 1 GiB host, managed by balloon-host.
+demo: kernel module guest
+	cargo run -q --release -p host-stub --bin balloon-host -- run host-stub/scenarios/demo.toml $(DEMO_ARGS)
+
+# Policies compared on a simulated host (500 VMs, a day).
+simulate:
+	cargo run -q --release -p host-stub --bin balloon-host -- simulate $(SIM_ARGS)
 
 clean:
 	-$(KMAKE) clean

@@ -45,6 +45,9 @@ pub struct Options {
     /// Seconds to hold the memory; 0 holds until the process is killed.
     pub hold: u64,
     pub verify: bool,
+    /// Mixed into `text` and `random` pages, so that guests given different
+    /// seeds write different pages (KSM cannot merge them across guests).
+    pub seed: u64,
 }
 
 impl Options {
@@ -54,6 +57,7 @@ impl Options {
             content: Content::Random,
             hold: 0,
             verify: false,
+            seed: 0,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -67,6 +71,11 @@ impl Options {
                         .map_err(|e| format!("--hold: {e}"))?
                 }
                 "--verify" => opts.verify = true,
+                "--seed" => {
+                    opts.seed = value("--seed")?
+                        .parse()
+                        .map_err(|e| format!("--seed: {e}"))?
+                }
                 other => return Err(format!("unknown option '{other}'")),
             }
         }
@@ -79,7 +88,8 @@ impl Options {
 
 /// The byte at `offset` of page `page` for `content` (deterministic, so that
 /// `--verify` can recompute it).
-fn fill_page(content: Content, page: usize, buf: &mut [u8]) {
+fn fill_page(content: Content, page: usize, seed: u64, buf: &mut [u8]) {
+    let page = (page as u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(32)) as usize;
     match content {
         Content::Zeros => buf.fill(0),
         Content::Dup => {
@@ -134,7 +144,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
     mem.resize(len, 0);
     let start = Instant::now();
     for (page, chunk) in mem.chunks_mut(PAGE).enumerate() {
-        fill_page(opts.content, page, chunk);
+        fill_page(opts.content, page, opts.seed, chunk);
     }
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     println!(
@@ -156,7 +166,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
     if opts.verify {
         let mut expect = vec![0u8; PAGE];
         for (page, chunk) in mem.chunks(PAGE).enumerate() {
-            fill_page(opts.content, page, &mut expect[..chunk.len()]);
+            fill_page(opts.content, page, opts.seed, &mut expect[..chunk.len()]);
             if chunk != &expect[..chunk.len()] {
                 return Err(format!("verify: page {page} changed"));
             }
@@ -175,19 +185,29 @@ mod tests {
     #[test]
     fn dup_pages_are_identical_and_random_pages_differ() {
         let (mut a, mut b) = (vec![0u8; PAGE], vec![0u8; PAGE]);
-        fill_page(Content::Dup, 1, &mut a);
-        fill_page(Content::Dup, 2, &mut b);
+        fill_page(Content::Dup, 1, 0, &mut a);
+        fill_page(Content::Dup, 2, 0, &mut b);
         assert_eq!(a, b);
         assert!(a.iter().any(|&x| x != 0));
-        fill_page(Content::Random, 1, &mut a);
-        fill_page(Content::Random, 2, &mut b);
+        fill_page(Content::Random, 1, 0, &mut a);
+        fill_page(Content::Random, 2, 0, &mut b);
         assert_ne!(a, b);
+        // The same page of two guests with different seeds differs; the
+        // repeated page does not.
+        fill_page(Content::Random, 1, 1, &mut b);
+        assert_ne!(a, b);
+        fill_page(Content::Text, 1, 0, &mut a);
+        fill_page(Content::Text, 1, 2, &mut b);
+        assert_ne!(a, b);
+        fill_page(Content::Dup, 1, 0, &mut a);
+        fill_page(Content::Dup, 1, 3, &mut b);
+        assert_eq!(a, b);
     }
 
     #[test]
     fn text_is_printable() {
         let mut a = vec![0u8; PAGE];
-        fill_page(Content::Text, 7, &mut a);
+        fill_page(Content::Text, 7, 0, &mut a);
         assert!(a
             .iter()
             .all(|&c| c == b' ' || c == b'\n' || c.is_ascii_lowercase()));
@@ -200,7 +220,15 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let o = Options::parse(&args).unwrap();
-        assert_eq!((o.mib, o.content, o.hold), (64, Content::Text, 5));
+        assert_eq!(
+            (o.mib, o.content, o.hold, o.seed),
+            (64, Content::Text, 5, 0)
+        );
+        let o = Options::parse(&["--mib".into(), "1".into(), "--seed".into(), "7".into()]).unwrap();
+        assert_eq!(o.seed, 7);
+        assert!(
+            Options::parse(&["--mib".into(), "1".into(), "--seed".into(), "x".into()]).is_err()
+        );
         assert!(Options::parse(&["--mib".to_string()]).is_err());
         assert!(Options::parse(&["--mib".into(), "0".into()]).is_err());
         assert!(Options::parse(&["--content".into(), "x".into()]).is_err());

@@ -10,10 +10,16 @@
 //! real loop and the simulator. The QEMU/QMP layer is the harness's
 //! (`qemu_test`).
 
-pub mod error;
 pub mod chart;
+pub mod error;
+pub mod host;
+// pub mod cli; (enabled once chart and simulate land)
 pub mod policy;
+pub mod run;
+pub mod scenario;
 pub mod simulate;
+pub mod summary;
+pub mod table;
 pub mod timeline;
 
 pub use error::{Error, Result};

@@ -142,7 +142,8 @@ pub enum PolicyKind {
     /// Observe only.
     None,
     /// oVirt MOM: host pressure below 20 % free, keep each guest 20 % free,
-    /// +-5 % steps; KSM; no compression or swapping.
+    /// +-5 % steps; KSM; no compression or swapping. MOM has no states: the
+    /// state recorded for it is the thresholds' view of the same host.
     Mom,
     /// ESXi-like: states and tiers, shares with an idle memory tax, no view
     /// of the guest's own free memory beyond a fixed floor.
@@ -369,11 +370,13 @@ pub struct Decision {
 pub fn guest_floor(cfg: &PolicyConfig, g: &GuestView) -> u64 {
     match g.mem {
         Some(m) => {
-            let free_floor =
-                (cfg.guest_free_pct / 100.0 * g.configured as f64).max(cfg.guest_floor_min_mib as f64);
+            let free_floor = (cfg.guest_free_pct / 100.0 * g.configured as f64)
+                .max(cfg.guest_floor_min_mib as f64);
             // The balloon already holds configured - actual; what the guest
             // uses is measured against the size it has now.
-            (m.used() as f64 + free_floor).ceil().min(g.configured as f64) as u64
+            (m.used() as f64 + free_floor)
+                .ceil()
+                .min(g.configured as f64) as u64
         }
         None => g.target.min(g.configured),
     }
@@ -445,24 +448,24 @@ pub fn give_order(cfg: &PolicyConfig, guests: &[GuestView]) -> Vec<usize> {
     order
 }
 
-/// Balloon targets that reclaim `goal` MiB, idle guests first, each
-/// bounded by its step and its lower bound.
+/// Balloon targets that reclaim `goal` MiB, idle guests first: the goal is
+/// assigned in [`give_order`] to the guests that can cover it (each down to
+/// its lower bound), so a busy guest gives only what the idle ones cannot;
+/// each then moves at most one step this tick.
 fn inflate(cfg: &PolicyConfig, guests: &[GuestView], goal: f64) -> Vec<Option<u64>> {
     let mut targets = vec![None; guests.len()];
-    let mut left = goal.max(0.0);
+    let mut left = goal.max(0.0).ceil() as u64;
     for i in give_order(cfg, guests) {
-        if left < 1.0 {
+        if left == 0 {
             break;
         }
         let g = &guests[i];
-        let floor = lower_bound(cfg, g);
-        let can = g.target.saturating_sub(floor).min(step(cfg, g)) as f64;
-        let give = can.min(left.ceil()) as u64;
-        if give > 0 {
-            targets[i] = settle(cfg, g, g.target - give);
-            if targets[i].is_some() {
-                left -= give as f64;
-            }
+        let can = g.target.saturating_sub(lower_bound(cfg, g));
+        let take = can.min(left);
+        left -= take;
+        let now = take.min(step(cfg, g));
+        if now > 0 {
+            targets[i] = settle(cfg, g, g.target - now);
         }
     }
     targets
@@ -481,9 +484,13 @@ fn deflate_starving(cfg: &PolicyConfig, guests: &[GuestView]) -> Vec<Option<u64>
     guests
         .iter()
         .map(|g| match g.mem {
-            Some(_) if guest_floor(cfg, g) > g.target => {
-                settle(cfg, g, g.target.saturating_add(step(cfg, g)).min(guest_floor(cfg, g)))
-            }
+            Some(_) if guest_floor(cfg, g) > g.target => settle(
+                cfg,
+                g,
+                g.target
+                    .saturating_add(step(cfg, g))
+                    .min(guest_floor(cfg, g)),
+            ),
             _ => None,
         })
         .collect()
@@ -506,7 +513,9 @@ fn push_out(
         let g = &guests[i];
         let now = g.cgroup_limit.unwrap_or(g.resident).min(g.resident);
         let lowest = g.reservation.max(64);
-        let can = now.saturating_sub(lowest).min(step(cfg, g) * depth) as f64;
+        let can = now
+            .saturating_sub(lowest)
+            .min(step(cfg, g).saturating_mul(depth)) as f64;
         let give = can.min(left.ceil()) as u64;
         if give > 0 {
             out[i] = Some(CgroupAction::Limit(now - give));
@@ -524,7 +533,13 @@ fn lift_all(guests: &[GuestView]) -> Vec<Option<CgroupAction>> {
 }
 
 /// One tick of the policy.
-pub fn decide(cfg: &PolicyConfig, tiers: &Tiers, host: &HostView, guests: &[GuestView], prev: &PolicyState) -> Decision {
+pub fn decide(
+    cfg: &PolicyConfig,
+    tiers: &Tiers,
+    host: &HostView,
+    guests: &[GuestView],
+    prev: &PolicyState,
+) -> Decision {
     let min_free = cfg.min_free_mib.max(1) as f64;
     let free = host.free();
     let th = &cfg.thresholds;
@@ -582,7 +597,11 @@ pub fn decide(cfg: &PolicyConfig, tiers: &Tiers, host: &HostView, guests: &[Gues
             let ksm = ksm_for(cfg, prev, pressure, tiers.sharing && pressure);
             // Reclaim back to the clear threshold (own policy: past the
             // hysteresis margin, so the host really leaves the state).
-            let margin = if own { 1.0 + th.hysteresis_pct / 100.0 } else { 1.0 };
+            let margin = if own {
+                1.0 + th.hysteresis_pct / 100.0
+            } else {
+                1.0
+            };
             let goal = th.clear / 100.0 * min_free * margin - free;
             let esxi_floor = |gs: &[GuestView]| -> Vec<GuestView> {
                 // ESXi cannot see the guest's own free memory: it balloons
@@ -597,7 +616,11 @@ pub fn decide(cfg: &PolicyConfig, tiers: &Tiers, host: &HostView, guests: &[Gues
                     })
                     .collect()
             };
-            let view: Vec<GuestView> = if own { guests.to_vec() } else { esxi_floor(guests) };
+            let view: Vec<GuestView> = if own {
+                guests.to_vec()
+            } else {
+                esxi_floor(guests)
+            };
             let targets = if !tiers.ballooning {
                 none.clone()
             } else {

@@ -1,1 +1,2126 @@
-//! (being written)
+//! `balloon-host simulate`: the same policy engine ([`policy::decide`])
+//! drives a simulated host with hundreds of VMs running synthetic workload
+//! traces, and the policies are compared on consolidation, memory
+//! reclaimed and time spent in the hard and low states.
+//!
+//! All sizes are MiB unless a name says otherwise.
+//!
+//! # Workloads
+//!
+//! Each VM gets a [`WorkloadKind`], a configured size, shares and maybe a
+//! reservation, drawn from the seed. Its trace gives, every tick, the
+//! guest's anonymous working set (in use, not reclaimable), the page cache
+//! it wants (reclaimable under balloon pressure) and how much of its memory
+//! is identical to other VMs of its kind (sharable). Traces follow a day:
+//! the run starts at midnight, activity peaks in the afternoon, each VM
+//! with its own phase and noise. Traces do not depend on the policy, so
+//! every policy sees the same demand.
+//!
+//! # Host model (per tick, in this order)
+//!
+//! 1. **Balloon.** The guest's size (`actual`) reaches the last target
+//!    within the tick, except that inflation stops at the guest's own floor:
+//!    what it uses (anonymous working set) plus balloon_rs's default floor
+//!    of available memory, `max(32 MiB, size / 16)`. Inflation sheds page
+//!    cache first; the guest's allocator hands out recently freed pages
+//!    (touched, small free blocks) before never-touched memory, both to the
+//!    balloon and to the workload, so inflating by `d` returns up to `d` of
+//!    the guest's touched free pages to the host (those in RAM and those
+//!    swapped out in proportion).
+//! 2. **Workload.** The trace moves. If the working set no longer fits the
+//!    guest's size (plus a small kernel reserve, `max(16 MiB, size / 64)`),
+//!    the guest deflates on OOM to make it fit. Page cache grows toward what
+//!    the trace wants at most [`CACHE_FILL_MIB_S`] and fills at most the
+//!    guest's free memory. Memory the guest touches for the first time
+//!    becomes resident; memory the guest frees stays resident (no free page
+//!    reporting) until a balloon takes it.
+//! 3. **Cgroup limits.** Swapped-out working-set pages come back at a rate
+//!    (mean time to re-touch [`REFAULT_TAU_S`]); each is a refault (the cost).
+//!    Resident memory above the cgroup limit is pushed out, cold pages
+//!    first (memory the guest freed, then its working set): into zswap up to
+//!    [`ZSWAP_SHARE`] of the VM's size (compressed [`ZSWAP_RATIO`]:1; the
+//!    pool counts as consumed), beyond that to the swap file.
+//! 4. **Page sharing.** While the policy's KSM runs, it scans
+//!    `pages_to_scan` 4 KiB pages every `sleep_ms`; per tick it merges the
+//!    share of each VM's not yet merged sharable memory that the scan
+//!    covers of all resident memory. Merged pages stay merged while KSM is
+//!    paused and split when the guest stops using them. Per workload kind
+//!    one copy of the shared content is kept.
+//! 5. **Policy.** Host consumed = resident - sharing savings + zswap pool.
+//!    The guests' and the host's views are built from this and
+//!    [`policy::decide`] runs; its targets, cgroup limits and KSM settings
+//!    take effect from the next tick. The guest reports its stats every
+//!    tick: `MemTotal` = its size, `MemAvailable` = free + page cache.
+//!
+//! Consumed memory may exceed the capacity (no policy, or a policy too
+//! slow): that is counted as overflow, memory the host kernel would have to
+//! reclaim behind the policy's back (the host is in the low state then).
+//!
+//! # Metrics
+//!
+//! Per policy ([`PolicyResult`]): the time in each host state; memory
+//! reclaimed per tier, mean and peak (balloon = configured - actual,
+//! shared = sharing savings, compressed = memory held in zswap minus the
+//! pool, swapped = in the swap file); guest pain (MiB-hours the guest was
+//! below its own floor, page cache it wanted but could not have, refaults,
+//! OOM deflations, overflow); and consolidation: the largest overcommit at
+//! which the host is in hard or low at most
+//! [`CONSOLIDATION_MAX_HARD_LOW_PCT`] % of the time, found by bisection.
+
+use crate::policy::{
+    self, CgroupAction, GuestMem, GuestView, HostState, HostView, Ksm, PolicyConfig, PolicyKind,
+    PolicyState, Tiers,
+};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Most VMs in one simulation.
+pub const MAX_VMS: usize = 100_000;
+/// Longest simulated time, hours (a leap year).
+pub const MAX_HOURS: f64 = 24.0 * 366.0;
+/// Most VM-ticks (VMs x ticks) in one run, so a typo does not start a run of
+/// hours.
+pub const MAX_VM_TICKS: f64 = 2e9;
+/// Largest overcommit accepted.
+pub const MAX_OVERCOMMIT: f64 = 100.0;
+/// Compression ratio of zswap.
+pub const ZSWAP_RATIO: f64 = 2.5;
+/// zswap holds at most this share of a VM's configured size (uncompressed);
+/// the rest of what a cgroup limit pushes out goes to the swap file.
+pub const ZSWAP_SHARE: f64 = 0.10;
+/// Mean time before a swapped-out working-set page is touched again, s.
+pub const REFAULT_TAU_S: f64 = 600.0;
+/// Fastest page cache growth in a guest, MiB/s.
+pub const CACHE_FILL_MIB_S: f64 = 20.0;
+/// Overcommit range the consolidation search covers.
+pub const CONSOLIDATION_RANGE: (f64, f64) = (0.5, 4.0);
+/// The host may be in hard or low at most this much of the time (percent)
+/// at the consolidation overcommit.
+pub const CONSOLIDATION_MAX_HARD_LOW_PCT: f64 = 1.0;
+
+/// Bytes per page KSM scans, KiB.
+const PAGE_KIB: f64 = 4.0;
+/// Seconds per hour.
+const HOUR: f64 = 3600.0;
+
+/// How the simulated host's minFree (`PolicyConfig::min_free_mib`) is set.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MinFree {
+    /// `policy.min_free_mib` as given.
+    Policy,
+    /// This percentage of the host's capacity, at least 16 MiB (scenario
+    /// files default to 6 %).
+    Percent(f64),
+    /// ESXi's sliding scale: 899 MiB for the first 28 GiB (prorated below
+    /// it) plus 1 % of the rest.
+    #[default]
+    EsxiScale,
+}
+
+impl MinFree {
+    /// minFree for a host of `capacity` MiB, given the policy's own value.
+    pub fn mib(self, policy_mib: u64, capacity: u64) -> u64 {
+        match self {
+            MinFree::Policy => policy_mib,
+            MinFree::Percent(p) => ((capacity as f64 * p / 100.0).round() as u64).max(16),
+            MinFree::EsxiScale => {
+                let first = 28.0 * 1024.0;
+                let cap = capacity as f64;
+                let base = 899.0 * cap.min(first) / first;
+                let rest = 0.01 * (cap - first).max(0.0);
+                ((base + rest).round() as u64).max(16)
+            }
+        }
+    }
+}
+
+/// What to simulate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Number of VMs (1..=[`MAX_VMS`]).
+    pub vms: usize,
+    /// Simulated time, hours.
+    pub hours: f64,
+    /// Seconds between policy ticks (1..=3600).
+    pub tick_secs: f64,
+    /// Seed of the fleet and its traces.
+    pub seed: u64,
+    /// Sum of the VMs' configured memory over the host's capacity.
+    pub overcommit: f64,
+    /// Policy tunables; `kind` is replaced by each run's policy.
+    pub policy: PolicyConfig,
+    /// Tiers the host may use.
+    pub tiers: Tiers,
+    /// How minFree follows the host's capacity.
+    pub min_free: MinFree,
+    /// Bisection steps of the consolidation search (0: skip it). Each step
+    /// is one more run per policy.
+    pub consolidation_steps: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            vms: 500,
+            hours: 24.0,
+            tick_secs: 60.0,
+            seed: 1,
+            overcommit: 1.5,
+            policy: PolicyConfig::default(),
+            tiers: Tiers::default(),
+            min_free: MinFree::default(),
+            consolidation_steps: 6,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Number of ticks the run lasts.
+    pub fn ticks(&self) -> u64 {
+        (self.hours * HOUR / self.tick_secs).ceil().max(1.0) as u64
+    }
+
+    /// Checks every field; the error names the field, its value and the
+    /// accepted range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Invalid(format!("simulate: {msg}")));
+        if !(1..=MAX_VMS).contains(&self.vms) {
+            return bad(format!("vms {}: must be between 1 and {MAX_VMS}", self.vms));
+        }
+        if !(self.hours.is_finite() && self.hours > 0.0 && self.hours <= MAX_HOURS) {
+            return bad(format!(
+                "hours {}: must be above 0 and at most {MAX_HOURS}",
+                self.hours
+            ));
+        }
+        if !(self.tick_secs.is_finite() && (1.0..=3600.0).contains(&self.tick_secs)) {
+            return bad(format!(
+                "tick_secs {}: must be between 1 and 3600",
+                self.tick_secs
+            ));
+        }
+        if !(self.overcommit.is_finite()
+            && self.overcommit > 0.0
+            && self.overcommit <= MAX_OVERCOMMIT)
+        {
+            return bad(format!(
+                "overcommit {}: must be above 0 and at most {MAX_OVERCOMMIT}",
+                self.overcommit
+            ));
+        }
+        let vm_ticks = self.vms as f64 * self.ticks() as f64;
+        if vm_ticks > MAX_VM_TICKS {
+            return bad(format!(
+                "{} VMs x {} ticks is {vm_ticks:.3e} VM-ticks, more than {MAX_VM_TICKS:.0e}: \
+                 use fewer VMs, fewer hours or longer ticks",
+                self.vms,
+                self.ticks()
+            ));
+        }
+        if self.consolidation_steps > 20 {
+            return bad(format!(
+                "consolidation_steps {}: at most 20",
+                self.consolidation_steps
+            ));
+        }
+        match self.min_free {
+            MinFree::Percent(p) if !(p.is_finite() && p > 0.0 && p <= 50.0) => {
+                return bad(format!(
+                    "min_free percent {p}: must be above 0 and at most 50"
+                ));
+            }
+            MinFree::Policy if self.policy.min_free_mib == 0 => {
+                return bad("policy.min_free_mib 0: must be at least 1".into());
+            }
+            _ => {}
+        }
+        let t = &self.policy.thresholds;
+        let ordered = [t.high, t.clear, t.soft, t.hard];
+        if ordered.iter().any(|v| !v.is_finite() || *v <= 0.0)
+            || ordered.windows(2).any(|w| w[0] <= w[1])
+            || !(t.hysteresis_pct.is_finite() && (0.0..=400.0).contains(&t.hysteresis_pct))
+        {
+            return bad("policy.thresholds: need high > clear > soft > hard > 0 and hysteresis_pct in 0..=400".into());
+        }
+        let p = &self.policy;
+        for (key, v, lo, hi) in [
+            ("guest_free_pct", p.guest_free_pct, 0.0, 90.0),
+            ("step_pct", p.step_pct, 0.01, 100.0),
+            ("min_change_pct", p.min_change_pct, 0.0, 50.0),
+            ("idle_tax", p.idle_tax, 0.0, 0.99),
+        ] {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                return bad(format!("policy.{key} {v}: must be between {lo} and {hi}"));
+            }
+        }
+        if p.ksm_min_pages == 0 || p.ksm_min_pages > p.ksm_max_pages {
+            return bad(format!(
+                "policy.ksm_min_pages {} / ksm_max_pages {}: need 1 <= min <= max",
+                p.ksm_min_pages, p.ksm_max_pages
+            ));
+        }
+        if p.ksm_sleep_ms == 0 {
+            return bad("policy.ksm_sleep_ms 0: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A synthetic workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// Mostly idle: a small working set, slowly growing page cache.
+    Idle,
+    /// A steady service: a large working set with a mild daily swing.
+    Steady,
+    /// Spiky: a small base with occasional large bursts of minutes.
+    Spiky,
+    /// A cache-heavy database: page cache grows to fill the guest.
+    CacheDb,
+    /// Near-identical OS images (VDI-like): most of the base memory is
+    /// identical across these VMs; busy in office hours.
+    OsImage,
+}
+
+impl WorkloadKind {
+    /// Every kind, in report order.
+    pub const ALL: [WorkloadKind; 5] = [
+        WorkloadKind::Idle,
+        WorkloadKind::Steady,
+        WorkloadKind::Spiky,
+        WorkloadKind::CacheDb,
+        WorkloadKind::OsImage,
+    ];
+
+    /// Name as in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Idle => "idle",
+            WorkloadKind::Steady => "steady",
+            WorkloadKind::Spiky => "spiky",
+            WorkloadKind::CacheDb => "cache-db",
+            WorkloadKind::OsImage => "os-image",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Share of the fleet per kind, in [`WorkloadKind::ALL`] order.
+const KIND_WEIGHTS: [f64; 5] = [0.25, 0.25, 0.15, 0.15, 0.20];
+
+/// splitmix64: small, fast and good enough for traces.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [lo, hi).
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.unit();
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// An index drawn with the given weights.
+    fn pick(&mut self, weights: &[f64]) -> usize {
+        let total: f64 = weights.iter().sum();
+        let mut x = self.unit() * total;
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                return i;
+            }
+            x -= w;
+        }
+        weights.len().saturating_sub(1)
+    }
+}
+
+/// One VM of the fleet, before any trace runs.
+#[derive(Clone, Debug, PartialEq)]
+struct VmSpec {
+    kind: WorkloadKind,
+    configured: u64,
+    reservation: u64,
+    shares: u32,
+    seed: u64,
+}
+
+/// The fleet of `cfg`: the same for every policy and overcommit.
+fn fleet(cfg: &SimConfig) -> Vec<VmSpec> {
+    let mut rng = Rng::new(cfg.seed ^ 0x5EED_F1EE_7000_0000);
+    (0..cfg.vms)
+        .map(|_| {
+            let kind = WorkloadKind::ALL[rng.pick(&KIND_WEIGHTS)];
+            let (sizes, weights): (&[u64], &[f64]) = match kind {
+                WorkloadKind::CacheDb => (&[4, 8], &[0.5, 0.5]),
+                WorkloadKind::OsImage => (&[2, 4], &[0.6, 0.4]),
+                _ => (&[1, 2, 4, 8], &[0.2, 0.35, 0.3, 0.15]),
+            };
+            let configured = sizes[rng.pick(weights)] * 1024;
+            let shares = if rng.unit() < 0.15 { 2000 } else { 1000 };
+            let reservation = if rng.unit() < 0.10 { configured / 2 } else { 0 };
+            VmSpec {
+                kind,
+                configured,
+                reservation,
+                shares,
+                seed: rng.next_u64(),
+            }
+        })
+        .collect()
+}
+
+/// What a guest's workload wants at one tick, MiB.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Demand {
+    /// Anonymous working set: in use, not reclaimable.
+    anon: f64,
+    /// Page cache the workload would keep if it had the room.
+    cache_want: f64,
+    /// Memory identical to other VMs of the kind (part of `anon`).
+    sharable: f64,
+}
+
+/// A workload's shape, as shares of the VM's configured size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Shape {
+    /// Base anonymous working set.
+    base: f64,
+    /// Daily swing of the working set (added at the day's peak).
+    swing: f64,
+    /// Standard deviation of the working set's noise (15-minute memory).
+    noise_sd: f64,
+    /// Page cache wanted at the start.
+    cache0: f64,
+    /// Page cache growth per hour.
+    cache_growth: f64,
+    /// Most page cache wanted.
+    cache_cap: f64,
+    /// Share of the working set identical to other VMs of the kind.
+    share_frac: f64,
+    /// Most identical memory.
+    share_cap: f64,
+}
+
+impl Shape {
+    /// The shape of `kind`, with this VM's draws from `rng`.
+    fn draw(kind: WorkloadKind, rng: &mut Rng) -> Self {
+        match kind {
+            WorkloadKind::Idle => {
+                let cache0 = rng.range(0.05, 0.10);
+                Shape {
+                    base: rng.range(0.08, 0.15),
+                    swing: 0.03,
+                    noise_sd: 0.01,
+                    cache0,
+                    // Logs and updatedb: +15 % over half a day.
+                    cache_growth: 0.15 / 12.0,
+                    cache_cap: cache0 + 0.15,
+                    // Zero pages and the common kernel.
+                    share_frac: 0.15,
+                    share_cap: 1.0,
+                }
+            }
+            WorkloadKind::Steady => {
+                let cache0 = rng.range(0.15, 0.30);
+                Shape {
+                    base: rng.range(0.35, 0.50),
+                    swing: 0.10,
+                    noise_sd: 0.02,
+                    cache0,
+                    cache_growth: 0.0,
+                    cache_cap: cache0,
+                    share_frac: 0.05,
+                    share_cap: 1.0,
+                }
+            }
+            WorkloadKind::Spiky => Shape {
+                base: rng.range(0.10, 0.20),
+                swing: 0.0,
+                noise_sd: 0.02,
+                cache0: 0.10,
+                cache_growth: 0.0,
+                cache_cap: 0.10,
+                share_frac: 0.05,
+                share_cap: 1.0,
+            },
+            WorkloadKind::CacheDb => Shape {
+                base: rng.range(0.20, 0.30),
+                swing: 0.05,
+                noise_sd: 0.01,
+                cache0: rng.range(0.05, 0.20),
+                // Reads fill the guest in a few hours.
+                cache_growth: rng.range(0.10, 0.40),
+                cache_cap: 1.0,
+                share_frac: 0.02,
+                share_cap: 1.0,
+            },
+            WorkloadKind::OsImage => {
+                let cache0 = rng.range(0.08, 0.15);
+                Shape {
+                    base: rng.range(0.20, 0.28),
+                    swing: 0.25,
+                    noise_sd: 0.015,
+                    cache0,
+                    cache_growth: 0.0,
+                    cache_cap: cache0,
+                    // The common image: nearly all of the base.
+                    share_frac: 0.85,
+                    share_cap: rng.range(0.22, 0.26),
+                }
+            }
+        }
+    }
+}
+
+/// A VM's workload trace: its shape drawn from its seed, and the state of
+/// its noise and bursts.
+#[derive(Clone, Debug)]
+struct Trace {
+    kind: WorkloadKind,
+    size: f64,
+    rng: Rng,
+    /// Hours the VM's day is shifted by.
+    phase_h: f64,
+    shape: Shape,
+    noise: f64,
+    /// Bursts (spiky only): mean gap (s), and the one in progress (seconds
+    /// left, height as a share of the size).
+    burst_gap_s: f64,
+    burst_left_s: f64,
+    burst_height: f64,
+}
+
+impl Trace {
+    fn new(spec: &VmSpec) -> Self {
+        let mut rng = Rng::new(spec.seed);
+        let phase_h = rng.range(-2.0, 2.0);
+        let shape = Shape::draw(spec.kind, &mut rng);
+        let burst_gap_s = rng.range(1.5, 4.0) * HOUR;
+        Self {
+            kind: spec.kind,
+            size: spec.configured as f64,
+            rng,
+            phase_h,
+            shape,
+            noise: 0.0,
+            burst_gap_s,
+            burst_left_s: 0.0,
+            burst_height: 0.0,
+        }
+    }
+
+    /// Daily activity in 0..=1: lowest at 03:00, highest at 15:00 (shifted
+    /// by the VM's phase).
+    fn day(&self, t: f64) -> f64 {
+        let h = t / HOUR - 3.0 - self.phase_h;
+        0.5 - 0.5 * (std::f64::consts::TAU * h / 24.0).cos()
+    }
+
+    /// The demand at `t` seconds, `dt` after the previous call.
+    fn step(&mut self, t: f64, dt: f64) -> Demand {
+        let sh = self.shape;
+        let rho = (-dt / 900.0).exp();
+        self.noise = rho * self.noise + sh.noise_sd * (1.0 - rho * rho).sqrt() * self.rng.normal();
+        let day = self.day(t);
+        let activity = match self.kind {
+            // Office hours: a sharper peak.
+            WorkloadKind::OsImage => day * day,
+            _ => day,
+        };
+        let mut anon = sh.base + sh.swing * activity + self.noise;
+        if self.kind == WorkloadKind::Spiky {
+            if self.burst_left_s > 0.0 {
+                self.burst_left_s -= dt;
+            } else {
+                // More bursts by day.
+                let p = 1.0 - (-dt * (0.3 + day) / self.burst_gap_s).exp();
+                if self.rng.unit() < p {
+                    self.burst_left_s = self.rng.range(5.0, 45.0) * 60.0;
+                    self.burst_height = self.rng.range(0.35, 0.70);
+                }
+            }
+            if self.burst_left_s > 0.0 {
+                anon += self.burst_height;
+            }
+        }
+        let anon = anon.clamp(0.02, 0.92) * self.size;
+        let cache_want = (sh.cache0 + sh.cache_growth * t / HOUR)
+            .min(sh.cache_cap)
+            .min(1.0)
+            * self.size;
+        let sharable = (sh.share_frac * anon).min(sh.share_cap * self.size);
+        Demand {
+            anon,
+            cache_want,
+            sharable,
+        }
+    }
+}
+
+/// One simulated VM: its trace, balloon, guest memory and where its pages
+/// are on the host.
+#[derive(Clone, Debug)]
+struct Vm {
+    kind: WorkloadKind,
+    size: f64,
+    reservation: u64,
+    shares: u32,
+    trace: Trace,
+    /// balloon_rs's floor of available memory: max(32, size / 16).
+    guest_floor: f64,
+    /// The guest kernel's own reserve: max(16, size / 64).
+    reserve: f64,
+    /// Last balloon target (guest size asked for).
+    target: u64,
+    /// Guest size now.
+    actual: f64,
+    anon: f64,
+    cache: f64,
+    sharable: f64,
+    /// Touched memory: in RAM, in zswap (uncompressed) and in the swap file.
+    ram: f64,
+    zswap: f64,
+    swap: f64,
+    /// KSM-merged memory of this VM.
+    merged: f64,
+    /// The cgroup limit in force.
+    limit: Option<u64>,
+}
+
+/// Pain and events one tick caused in one VM.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct TickPain {
+    /// MiB-seconds below the guest's own floor.
+    squeeze: f64,
+    /// MiB-seconds of page cache wanted but not had.
+    cache_short: f64,
+    /// MiB refaulted from zswap and from the swap file.
+    refault_zswap: f64,
+    refault_swap: f64,
+    /// OOM deflations.
+    oom: u64,
+}
+
+impl Vm {
+    fn new(spec: &VmSpec) -> Self {
+        let size = spec.configured as f64;
+        let mut trace = Trace::new(spec);
+        let d = trace.step(0.0, 0.0);
+        let reserve = (size / 64.0).max(16.0);
+        let anon = d.anon.min(size - reserve);
+        let cache = d.cache_want.min(size - anon - reserve).max(0.0);
+        Self {
+            kind: spec.kind,
+            size,
+            reservation: spec.reservation,
+            shares: spec.shares,
+            trace,
+            guest_floor: (size / 16.0).max(32.0),
+            reserve,
+            target: spec.configured,
+            actual: size,
+            anon,
+            cache,
+            sharable: d.sharable,
+            ram: anon + cache,
+            zswap: 0.0,
+            swap: 0.0,
+            merged: 0.0,
+            limit: None,
+        }
+    }
+
+    fn touched(&self) -> f64 {
+        self.ram + self.zswap + self.swap
+    }
+
+    fn working_set(&self) -> f64 {
+        self.anon + self.cache
+    }
+
+    /// Touched memory the guest no longer uses.
+    fn stale(&self) -> f64 {
+        (self.touched() - self.working_set()).max(0.0)
+    }
+
+    /// The part of the swapped-out memory that belongs to the working set
+    /// (cold pages go out first, so the stale ones are out before these).
+    fn out_working_set(&self) -> f64 {
+        (self.zswap + self.swap - self.stale()).max(0.0)
+    }
+
+    /// Working-set pages in RAM.
+    fn ram_working_set(&self) -> f64 {
+        let stale_in_ram = self.stale() - self.stale().min(self.zswap + self.swap);
+        (self.ram - stale_in_ram).max(0.0)
+    }
+
+    /// Removes `amount` of swapped-out memory, zswap and swap file in
+    /// proportion; returns what came from each.
+    fn take_out(&mut self, amount: f64) -> (f64, f64) {
+        let out = self.zswap + self.swap;
+        if out <= 0.0 || amount <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let amount = amount.min(out);
+        let from_zswap = amount * self.zswap / out;
+        let from_swap = amount - from_zswap;
+        self.zswap = (self.zswap - from_zswap).max(0.0);
+        self.swap = (self.swap - from_swap).max(0.0);
+        (from_zswap, from_swap)
+    }
+
+    /// Step 1: the balloon moves to the target, inflation stopping at the
+    /// guest's floor and shedding page cache. The balloon returns the
+    /// touched pages it took: the guest's allocator hands out recently freed
+    /// (touched) pages before the large never-touched blocks, so an
+    /// inflation of `d` returns `min(d, stale)` touched pages.
+    fn move_balloon(&mut self) {
+        let target = self.target as f64;
+        let before = self.actual;
+        if target < before {
+            let floor = (self.anon + self.guest_floor).min(before);
+            self.actual = target.max(floor);
+        } else if target > before {
+            self.actual = target.min(self.size);
+        }
+        self.cache = self
+            .cache
+            .min((self.actual - self.anon - self.reserve).max(0.0));
+        let stale = self.stale();
+        let taken = (before - self.actual)
+            .min(stale)
+            .max(self.touched() - self.actual);
+        if taken > 0.0 {
+            // Stale pages in RAM and swapped out give in proportion.
+            let out_stale = stale.min(self.zswap + self.swap);
+            let from_out = if stale > 0.0 {
+                taken * out_stale / stale
+            } else {
+                0.0
+            };
+            let (z, s) = self.take_out(from_out);
+            self.ram = (self.ram - (taken - z - s)).max(0.0);
+        }
+    }
+
+    /// Step 2: the workload moves; the guest deflates on OOM, its page cache
+    /// follows the trace, and new pages become resident.
+    fn run_workload(&mut self, t: f64, dt: f64, pain: &mut TickPain) {
+        let d = self.trace.step(t, dt);
+        self.anon = d.anon.min(self.size - self.reserve);
+        self.sharable = d.sharable;
+        if self.anon + self.reserve > self.actual {
+            self.actual = (self.anon + self.reserve).min(self.size);
+            pain.oom += 1;
+        }
+        let can_grow = d.cache_want.min(self.cache + CACHE_FILL_MIB_S * dt);
+        let room = (self.actual - self.anon - self.reserve).max(0.0);
+        let unballooned = (self.size - self.anon - self.reserve).max(0.0);
+        let cache = can_grow.min(room);
+        pain.cache_short += (can_grow.min(unballooned) - cache).max(0.0) * dt;
+        self.cache = cache;
+        pain.squeeze += ((self.anon + self.guest_floor).min(self.size) - self.actual).max(0.0) * dt;
+        let new = self.working_set() - self.touched();
+        if new > 0.0 {
+            self.ram += new;
+        }
+    }
+
+    /// Step 3: refaults of swapped-out working-set pages, then the cgroup
+    /// limit pushes resident memory above it out.
+    fn enforce_limit(&mut self, dt: f64, pain: &mut TickPain) {
+        let back = self.out_working_set() * (1.0 - (-dt / REFAULT_TAU_S).exp());
+        if back > 0.0 {
+            let (z, s) = self.take_out(back);
+            self.ram += z + s;
+            pain.refault_zswap += z;
+            pain.refault_swap += s;
+        }
+        if let Some(limit) = self.limit {
+            let push = self.ram - limit as f64;
+            if push > 0.0 {
+                let into_zswap = push.min((ZSWAP_SHARE * self.size - self.zswap).max(0.0));
+                self.zswap += into_zswap;
+                self.swap += push - into_zswap;
+                self.ram = limit as f64;
+            }
+        }
+    }
+
+    /// Step 4: merged pages split when the guest stops using them; a
+    /// running KSM merges `fraction` of what is left to merge.
+    fn share(&mut self, fraction: f64) {
+        let can = self.sharable.min(self.ram_working_set());
+        self.merged = self.merged.min(can);
+        self.merged += fraction * (can - self.merged);
+    }
+
+    /// The policy's view of this VM.
+    fn view(&self) -> GuestView {
+        let configured = self.size as u64;
+        let total = self.actual.round() as u64;
+        let free = (self.actual - self.anon - self.cache).max(0.0).round() as u64;
+        let available = (self.actual - self.anon).max(0.0).round() as u64;
+        GuestView {
+            configured,
+            reservation: self.reservation,
+            limit: configured,
+            shares: self.shares,
+            target: self.target,
+            actual: total,
+            resident: self.ram.round() as u64,
+            mem: Some(GuestMem {
+                total,
+                free: free.min(total),
+                available: available.min(total),
+            }),
+            cgroup_limit: self.limit,
+        }
+    }
+}
+
+/// Running mean and peak.
+#[derive(Clone, Copy, Debug, Default)]
+struct Acc {
+    sum: f64,
+    peak: f64,
+}
+
+impl Acc {
+    fn add(&mut self, v: f64) {
+        self.sum += v;
+        self.peak = self.peak.max(v);
+    }
+
+    fn result(&self, n: u64) -> MeanPeak {
+        MeanPeak {
+            mean_mib: round1(self.sum / n.max(1) as f64),
+            peak_mib: round1(self.peak),
+        }
+    }
+}
+
+/// Rounds to 0.1 (keeps the JSON readable; results stay deterministic).
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Rounds to 0.01.
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// Mean and peak of a size over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeanPeak {
+    /// Mean over ticks, MiB.
+    pub mean_mib: f64,
+    /// Largest at any tick, MiB.
+    pub peak_mib: f64,
+}
+
+/// Memory reclaimed per tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reclaimed {
+    /// Held by balloons: configured - actual, summed over VMs.
+    pub balloon: MeanPeak,
+    /// Saved by page sharing (merged pages minus one kept copy per kind).
+    pub shared: MeanPeak,
+    /// Saved by zswap: memory held compressed minus the pool's size.
+    pub compressed: MeanPeak,
+    /// In the swap file.
+    pub swapped: MeanPeak,
+    /// All tiers together (per tick, then mean and peak).
+    pub total: MeanPeak,
+}
+
+/// Percent of ticks the host spent in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateTimes {
+    /// High.
+    pub high: f64,
+    /// Clear.
+    pub clear: f64,
+    /// Soft.
+    pub soft: f64,
+    /// Hard.
+    pub hard: f64,
+    /// Low.
+    pub low: f64,
+}
+
+impl StateTimes {
+    fn from_counts(counts: &[u64; 5], ticks: u64) -> Self {
+        let pct = |s: HostState| round2(100.0 * counts[s as usize] as f64 / ticks.max(1) as f64);
+        Self {
+            high: pct(HostState::High),
+            clear: pct(HostState::Clear),
+            soft: pct(HostState::Soft),
+            hard: pct(HostState::Hard),
+            low: pct(HostState::Low),
+        }
+    }
+
+    /// Percent of the time in hard or low.
+    pub fn hard_low(&self) -> f64 {
+        round2(self.hard + self.low)
+    }
+}
+
+/// What the guests suffered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pain {
+    /// MiB-hours guests were below their own floor (working set + balloon_rs's
+    /// floor of available memory): they were short of memory.
+    pub squeeze_mib_h: f64,
+    /// MiB-hours of page cache guests wanted but did not have because of
+    /// their balloon (re-reads from disk).
+    pub cache_short_mib_h: f64,
+    /// MiB of swapped-out working set touched again, from zswap (cheap).
+    pub refault_zswap_mib: f64,
+    /// MiB of swapped-out working set touched again, from the swap file
+    /// (disk reads).
+    pub refault_swap_mib: f64,
+    /// Times a guest deflated its balloon on OOM.
+    pub oom_deflates: u64,
+    /// Consumed memory above the capacity: what the host kernel would have
+    /// to reclaim behind the policy's back.
+    pub overflow: MeanPeak,
+}
+
+/// The consolidation search of one policy.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Consolidation {
+    /// The highest overcommit found at which the host is in hard or low at
+    /// most [`CONSOLIDATION_MAX_HARD_LOW_PCT`] % of the time (None: not even
+    /// at the bottom of [`CONSOLIDATION_RANGE`]).
+    pub max_overcommit: Option<f64>,
+    /// The lowest overcommit tried that failed (None: the top of
+    /// [`CONSOLIDATION_RANGE`] passed).
+    pub first_failing: Option<f64>,
+    /// Simulation runs the search took (beyond the main run).
+    pub runs: u32,
+    /// Guest pain of the run at `max_overcommit`: what the consolidation
+    /// costs the guests.
+    pub pain_at_max: Option<Pain>,
+}
+
+/// One policy's run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyResult {
+    /// The policy.
+    pub policy: PolicyKind,
+    /// Overcommit of the run.
+    pub overcommit: f64,
+    /// Host capacity, MiB.
+    pub capacity_mib: u64,
+    /// minFree used, MiB.
+    pub min_free_mib: u64,
+    /// Ticks simulated.
+    pub ticks: u64,
+    /// Time per host state, percent.
+    pub states: StateTimes,
+    /// Time in hard or low, percent.
+    pub hard_low_pct: f64,
+    /// Reclaimed memory per tier.
+    pub reclaimed: Reclaimed,
+    /// Host consumed memory.
+    pub consumed: MeanPeak,
+    /// Guest pain.
+    pub pain: Pain,
+    /// Consolidation search (None when `consolidation_steps` is 0).
+    pub consolidation: Option<Consolidation>,
+}
+
+/// VMs of one workload kind.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KindCount {
+    /// The kind.
+    pub kind: WorkloadKind,
+    /// How many VMs.
+    pub vms: usize,
+    /// Their configured memory, MiB.
+    pub configured_mib: u64,
+}
+
+/// Every policy on the same fleet and traces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The configuration.
+    pub config: SimConfig,
+    /// Sum of the VMs' configured memory, MiB.
+    pub configured_mib: u64,
+    /// Host capacity at the configured overcommit, MiB.
+    pub capacity_mib: u64,
+    /// The fleet per workload kind.
+    pub mix: Vec<KindCount>,
+    /// One result per policy, in [`PolicyKind::ALL`] order.
+    pub results: Vec<PolicyResult>,
+}
+
+/// The host capacity for `fleet` at `overcommit`.
+fn capacity_for(fleet: &[VmSpec], overcommit: f64) -> u64 {
+    let configured: u64 = fleet.iter().map(|v| v.configured).sum();
+    ((configured as f64 / overcommit).round() as u64).max(1)
+}
+
+/// One simulated host under one policy.
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    policy: PolicyConfig,
+    capacity: u64,
+    vms: Vec<Vm>,
+    state: PolicyState,
+    ksm: Ksm,
+    views: Vec<GuestView>,
+    tick: u64,
+    // Metrics.
+    states: [u64; 5],
+    balloon: Acc,
+    shared: Acc,
+    compressed: Acc,
+    swapped: Acc,
+    total: Acc,
+    consumed: Acc,
+    overflow: Acc,
+    pain: TickPain,
+}
+
+impl<'a> Sim<'a> {
+    fn new(cfg: &'a SimConfig, fleet: &[VmSpec], kind: PolicyKind, overcommit: f64) -> Self {
+        let capacity = capacity_for(fleet, overcommit);
+        let mut policy = cfg.policy.clone();
+        policy.kind = kind;
+        policy.min_free_mib = cfg.min_free.mib(cfg.policy.min_free_mib, capacity);
+        let state = PolicyState::initial(&policy);
+        let ksm = Ksm {
+            run: false,
+            pages_to_scan: state.ksm_pages,
+            sleep_ms: policy.ksm_sleep_ms.max(1),
+        };
+        Self {
+            cfg,
+            capacity,
+            vms: fleet.iter().map(Vm::new).collect(),
+            state,
+            ksm,
+            views: Vec::with_capacity(fleet.len()),
+            tick: 0,
+            states: [0; 5],
+            balloon: Acc::default(),
+            shared: Acc::default(),
+            compressed: Acc::default(),
+            swapped: Acc::default(),
+            total: Acc::default(),
+            consumed: Acc::default(),
+            overflow: Acc::default(),
+            pain: TickPain::default(),
+            policy,
+        }
+    }
+
+    /// Memory KSM saves: merged pages minus one kept copy per kind.
+    fn sharing_savings(&self) -> f64 {
+        let mut sum = [0.0f64; 5];
+        let mut max = [0.0f64; 5];
+        for vm in &self.vms {
+            let k = vm.kind.index();
+            sum[k] += vm.merged;
+            max[k] = max[k].max(vm.merged);
+        }
+        sum.iter().zip(max).map(|(s, m)| s - m).sum()
+    }
+
+    /// One tick.
+    fn step(&mut self) {
+        self.tick += 1;
+        let dt = self.cfg.tick_secs;
+        let t = self.tick as f64 * dt;
+        let mut pain = TickPain::default();
+        for vm in &mut self.vms {
+            vm.move_balloon();
+            vm.run_workload(t, dt, &mut pain);
+            vm.enforce_limit(dt, &mut pain);
+        }
+        let ram: f64 = self.vms.iter().map(|v| v.ram).sum();
+        let fraction = if self.ksm.run && self.cfg.tiers.sharing && ram > 0.0 {
+            let mib_per_s = f64::from(self.ksm.pages_to_scan) * PAGE_KIB / 1024.0 * 1000.0
+                / f64::from(self.ksm.sleep_ms.max(1));
+            (mib_per_s * dt / ram).min(1.0)
+        } else {
+            0.0
+        };
+        for vm in &mut self.vms {
+            vm.share(fraction);
+        }
+        let shared = self.sharing_savings();
+        let zswap: f64 = self.vms.iter().map(|v| v.zswap).sum();
+        let swap: f64 = self.vms.iter().map(|v| v.swap).sum();
+        let balloon: f64 = self.vms.iter().map(|v| v.size - v.actual).sum();
+        let pool = zswap / ZSWAP_RATIO;
+        let consumed = (ram - shared + pool).max(0.0);
+        let compressed = zswap - pool;
+
+        self.views.clear();
+        self.views.extend(self.vms.iter().map(Vm::view));
+        let host = HostView {
+            capacity: self.capacity,
+            consumed: consumed.round() as u64,
+        };
+        let d = policy::decide(
+            &self.policy,
+            &self.cfg.tiers,
+            &host,
+            &self.views,
+            &self.state,
+        );
+        for (vm, target) in self.vms.iter_mut().zip(&d.targets) {
+            if let Some(t) = target {
+                vm.target = *t;
+            }
+        }
+        for (vm, action) in self.vms.iter_mut().zip(&d.cgroups) {
+            match action {
+                Some(CgroupAction::Limit(l)) => vm.limit = Some(*l),
+                Some(CgroupAction::Unlimited) => vm.limit = None,
+                None => {}
+            }
+        }
+        self.ksm = d.ksm;
+        self.state = d.state;
+
+        self.states[d.state.host_state as usize] += 1;
+        self.balloon.add(balloon);
+        self.shared.add(shared);
+        self.compressed.add(compressed);
+        self.swapped.add(swap);
+        self.total.add(balloon + shared + compressed + swap);
+        self.consumed.add(consumed);
+        self.overflow
+            .add((consumed - self.capacity as f64).max(0.0));
+        self.pain.squeeze += pain.squeeze;
+        self.pain.cache_short += pain.cache_short;
+        self.pain.refault_zswap += pain.refault_zswap;
+        self.pain.refault_swap += pain.refault_swap;
+        self.pain.oom += pain.oom;
+    }
+
+    fn result(&self, overcommit: f64) -> PolicyResult {
+        let n = self.tick;
+        let states = StateTimes::from_counts(&self.states, n);
+        PolicyResult {
+            policy: self.policy.kind,
+            overcommit,
+            capacity_mib: self.capacity,
+            min_free_mib: self.policy.min_free_mib,
+            ticks: n,
+            hard_low_pct: states.hard_low(),
+            states,
+            reclaimed: Reclaimed {
+                balloon: self.balloon.result(n),
+                shared: self.shared.result(n),
+                compressed: self.compressed.result(n),
+                swapped: self.swapped.result(n),
+                total: self.total.result(n),
+            },
+            consumed: self.consumed.result(n),
+            pain: Pain {
+                squeeze_mib_h: round1(self.pain.squeeze / HOUR),
+                cache_short_mib_h: round1(self.pain.cache_short / HOUR),
+                refault_zswap_mib: round1(self.pain.refault_zswap),
+                refault_swap_mib: round1(self.pain.refault_swap),
+                oom_deflates: self.pain.oom,
+                overflow: self.overflow.result(n),
+            },
+            consolidation: None,
+        }
+    }
+}
+
+/// Runs `fleet` under `kind` at `overcommit` for the configured time.
+fn run_once(cfg: &SimConfig, fleet: &[VmSpec], kind: PolicyKind, overcommit: f64) -> PolicyResult {
+    let mut sim = Sim::new(cfg, fleet, kind, overcommit);
+    for _ in 0..cfg.ticks() {
+        sim.step();
+    }
+    sim.result(overcommit)
+}
+
+/// Whether a run keeps the host out of hard and low long enough.
+fn passes(r: &PolicyResult) -> bool {
+    r.hard_low_pct <= CONSOLIDATION_MAX_HARD_LOW_PCT
+}
+
+/// Bisection for the highest passing overcommit in [`CONSOLIDATION_RANGE`],
+/// starting from the main run's result.
+fn consolidation(
+    cfg: &SimConfig,
+    fleet: &[VmSpec],
+    kind: PolicyKind,
+    main: &PolicyResult,
+) -> Consolidation {
+    let (lo, hi) = CONSOLIDATION_RANGE;
+    let mut runs = 0u32;
+    let mut at = |oc: f64| {
+        runs += 1;
+        let r = run_once(cfg, fleet, kind, oc);
+        passes(&r).then_some(r.pain)
+    };
+    // Highest passing (with its pain) and lowest failing overcommit so far.
+    let (mut pass, mut fail) = (None, None);
+    if (lo..=hi).contains(&main.overcommit) {
+        if passes(main) {
+            pass = Some((main.overcommit, main.pain));
+        } else {
+            fail = Some(main.overcommit);
+        }
+    }
+    if pass.is_none() {
+        pass = at(lo).map(|pain| (lo, pain));
+    }
+    if pass.is_some() && fail.is_none() {
+        match at(hi) {
+            Some(pain) => pass = Some((hi, pain)),
+            None => fail = Some(hi),
+        }
+    }
+    if let (Some((mut p, mut pain)), Some(mut f)) = (pass, fail) {
+        for _ in 0..cfg.consolidation_steps {
+            let mid = (p + f) / 2.0;
+            match at(mid) {
+                Some(mid_pain) => (p, pain) = (mid, mid_pain),
+                None => f = mid,
+            }
+        }
+        (pass, fail) = (Some((p, pain)), Some(f));
+    } else if pass.is_none() {
+        fail = Some(lo);
+    }
+    Consolidation {
+        max_overcommit: pass.map(|(p, _)| p),
+        first_failing: fail,
+        runs,
+        pain_at_max: pass.map(|(_, pain)| pain),
+    }
+}
+
+/// One policy on a fleet: the main run and, if configured, the
+/// consolidation search.
+fn run_on(cfg: &SimConfig, fleet: &[VmSpec], kind: PolicyKind) -> PolicyResult {
+    let mut r = run_once(cfg, fleet, kind, cfg.overcommit);
+    if cfg.consolidation_steps > 0 {
+        r.consolidation = Some(consolidation(cfg, fleet, kind, &r));
+    }
+    r
+}
+
+/// Simulates one policy (`cfg.policy.kind` is ignored): the run at
+/// `cfg.overcommit` and the consolidation search.
+///
+/// An invalid configuration is [`Error::Invalid`].
+pub fn run_policy(cfg: &SimConfig, kind: PolicyKind) -> Result<PolicyResult> {
+    cfg.validate()?;
+    Ok(run_on(cfg, &fleet(cfg), kind))
+}
+
+/// Simulates every policy of [`PolicyKind::ALL`] on the same fleet and
+/// traces, one thread per policy.
+///
+/// An invalid configuration is [`Error::Invalid`].
+pub fn compare(cfg: &SimConfig) -> Result<Comparison> {
+    cfg.validate()?;
+    let fleet = fleet(cfg);
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = PolicyKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let fleet = &fleet;
+                s.spawn(move || run_on(cfg, fleet, kind))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Vec<_>>()
+    });
+    let mix = WorkloadKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let of_kind = fleet.iter().filter(|v| v.kind == kind);
+            KindCount {
+                kind,
+                vms: of_kind.clone().count(),
+                configured_mib: of_kind.map(|v| v.configured).sum(),
+            }
+        })
+        .collect();
+    Ok(Comparison {
+        config: cfg.clone(),
+        configured_mib: fleet.iter().map(|v| v.configured).sum(),
+        capacity_mib: capacity_for(&fleet, cfg.overcommit),
+        mix,
+        results,
+    })
+}
+
+/// MiB as GiB with one decimal.
+fn gib(mib: f64) -> String {
+    format!("{:.1}", mib / 1024.0)
+}
+
+/// The consolidation column: "2.31", ">=4.00", "<0.50" or "-".
+fn consolidation_cell(c: Option<Consolidation>) -> String {
+    match c {
+        None => "-".into(),
+        Some(Consolidation {
+            first_failing: None,
+            max_overcommit: Some(m),
+            ..
+        }) => format!(">={m:.2}"),
+        Some(Consolidation {
+            max_overcommit: Some(m),
+            ..
+        }) => format!("{m:.2}"),
+        Some(Consolidation {
+            max_overcommit: None,
+            first_failing,
+            ..
+        }) => format!("<{:.2}", first_failing.unwrap_or(CONSOLIDATION_RANGE.0)),
+    }
+}
+
+/// Column groups of the table: (group title, [(header, width)]).
+const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
+    ("", &[("policy", 10), ("consol.", 7), ("sq@max", 7)]),
+    (
+        "time in state, %",
+        &[
+            ("high", 5),
+            ("clear", 5),
+            ("soft", 5),
+            ("hard", 5),
+            ("low", 5),
+            ("h+l", 5),
+        ],
+    ),
+    (
+        "reclaimed, mean GiB",
+        &[
+            ("balloon", 7),
+            ("shared", 6),
+            ("compr", 6),
+            ("swap", 6),
+            ("total", 6),
+        ],
+    ),
+    (
+        "guest pain",
+        &[
+            ("squeeze", 7),
+            ("cache", 7),
+            ("refault z/s", 11),
+            ("over", 6),
+        ],
+    ),
+];
+
+/// One table line from cells in [`COLUMNS`] order: the first column left-
+/// aligned, the others right-aligned, groups separated by " | ".
+fn table_line(cells: &[String]) -> String {
+    let mut cells = cells.iter();
+    let groups: Vec<String> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(g, (_, cols))| {
+            cols.iter()
+                .enumerate()
+                .map(|(i, (_, w))| {
+                    let cell = cells.next().map_or("", String::as_str);
+                    if g == 0 && i == 0 {
+                        format!("{cell:<w$}")
+                    } else {
+                        format!("{cell:>w$}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    groups.join(" | ")
+}
+
+/// A fixed-width text table of a comparison: a header naming the run, one
+/// row per policy, and a legend.
+pub fn render_table(c: &Comparison) -> String {
+    use std::fmt::Write;
+    let cfg = &c.config;
+    let min_free = c.results.first().map_or(0, |r| r.min_free_mib);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} VMs, {} GiB configured on a {} GiB host (overcommit {:.2}), {} h at {} s ticks, seed {}, minFree {} MiB",
+        cfg.vms,
+        gib(c.configured_mib as f64),
+        gib(c.capacity_mib as f64),
+        cfg.overcommit,
+        cfg.hours,
+        cfg.tick_secs,
+        cfg.seed,
+        min_free
+    );
+    let mix: Vec<String> = c
+        .mix
+        .iter()
+        .map(|k| {
+            format!(
+                "{} {} ({} GiB)",
+                k.kind.name(),
+                k.vms,
+                gib(k.configured_mib as f64)
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "mix: {}", mix.join(", "));
+    let _ = writeln!(out);
+    let titles: Vec<String> = COLUMNS
+        .iter()
+        .map(|(title, cols)| {
+            let w = cols.iter().map(|(_, w)| w + 1).sum::<usize>() - 1;
+            format!("{title:^w$}")
+        })
+        .collect();
+    let _ = writeln!(out, "{}", titles.join(" | ").trim_end());
+    let headers: Vec<String> = COLUMNS
+        .iter()
+        .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
+        .collect();
+    let header = table_line(&headers);
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(out, "{}", "-".repeat(header.len()));
+    for r in &c.results {
+        let s = &r.states;
+        let rc = &r.reclaimed;
+        let p = &r.pain;
+        let pct = |v: f64| format!("{v:.1}");
+        let sq_at_max = r
+            .consolidation
+            .and_then(|c| c.pain_at_max)
+            .map_or("-".into(), |p| gib(p.squeeze_mib_h));
+        let cells = [
+            r.policy.name().to_string(),
+            consolidation_cell(r.consolidation),
+            sq_at_max,
+            pct(s.high),
+            pct(s.clear),
+            pct(s.soft),
+            pct(s.hard),
+            pct(s.low),
+            pct(r.hard_low_pct),
+            gib(rc.balloon.mean_mib),
+            gib(rc.shared.mean_mib),
+            gib(rc.compressed.mean_mib),
+            gib(rc.swapped.mean_mib),
+            gib(rc.total.mean_mib),
+            gib(p.squeeze_mib_h),
+            gib(p.cache_short_mib_h),
+            format!("{}/{}", gib(p.refault_zswap_mib), gib(p.refault_swap_mib)),
+            gib(p.overflow.mean_mib),
+        ];
+        let _ = writeln!(out, "{}", table_line(&cells));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "consol.: highest overcommit with hard+low <= {CONSOLIDATION_MAX_HARD_LOW_PCT} % of the time \
+         (searched in {:.2}..{:.2}); sq@max: squeeze there, GiB-h",
+        CONSOLIDATION_RANGE.0, CONSOLIDATION_RANGE.1
+    );
+    let _ = writeln!(
+        out,
+        "squeeze: GiB-h guests spent below their own floor; cache: GiB-h of page cache lost to the balloon; \
+         refault: GiB read back from zswap/swap; over: mean GiB consumed above capacity"
+    );
+    out
+}
+
+/// The comparison as pretty-printed JSON.
+pub fn render_json(c: &Comparison) -> Result<String> {
+    serde_json::to_string_pretty(c).map_err(|e| Error::Invalid(format!("simulate: JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small fleet for debug builds: 20 VMs, 2 hours.
+    fn small() -> SimConfig {
+        SimConfig {
+            vms: 20,
+            hours: 2.0,
+            tick_secs: 60.0,
+            consolidation_steps: 0,
+            ..SimConfig::default()
+        }
+    }
+
+    /// A day at coarse ticks: long enough for pressure to build.
+    fn day(vms: usize) -> SimConfig {
+        SimConfig {
+            vms,
+            hours: 24.0,
+            tick_secs: 120.0,
+            consolidation_steps: 0,
+            ..SimConfig::default()
+        }
+    }
+
+    fn result(c: &Comparison, kind: PolicyKind) -> &PolicyResult {
+        c.results
+            .iter()
+            .find(|r| r.policy == kind)
+            .expect("every policy has a result")
+    }
+
+    #[test]
+    fn small_case_runs_every_policy() {
+        let cfg = small();
+        let c = compare(&cfg).unwrap();
+        assert_eq!(c.results.len(), 4);
+        let kinds: Vec<PolicyKind> = c.results.iter().map(|r| r.policy).collect();
+        assert_eq!(kinds, PolicyKind::ALL);
+        assert_eq!(c.mix.iter().map(|k| k.vms).sum::<usize>(), 20);
+        assert_eq!(
+            c.mix.iter().map(|k| k.configured_mib).sum::<u64>(),
+            c.configured_mib
+        );
+        let expect_cap = (c.configured_mib as f64 / 1.5).round() as u64;
+        assert_eq!(c.capacity_mib, expect_cap);
+        for r in &c.results {
+            assert_eq!(r.ticks, 120);
+            assert_eq!(r.capacity_mib, expect_cap);
+            let s = &r.states;
+            let sum = s.high + s.clear + s.soft + s.hard + s.low;
+            assert!(
+                (sum - 100.0).abs() < 0.05,
+                "{:?}: states sum to {sum}",
+                r.policy
+            );
+            assert!(r.consumed.mean_mib > 0.0 && r.consumed.peak_mib >= r.consumed.mean_mib);
+            assert!(r.consolidation.is_none());
+        }
+    }
+
+    #[test]
+    fn same_seed_same_result_other_seed_differs() {
+        let cfg = small();
+        let a = compare(&cfg).unwrap();
+        let b = compare(&cfg).unwrap();
+        assert_eq!(a, b);
+        let one = run_policy(&cfg, PolicyKind::BalloonRs).unwrap();
+        assert_eq!(&one, result(&a, PolicyKind::BalloonRs));
+        let other = compare(&SimConfig { seed: 2, ..cfg }).unwrap();
+        assert_ne!(a.configured_mib, 0);
+        assert_ne!(a.results, other.results);
+    }
+
+    #[test]
+    fn policy_none_reclaims_nothing() {
+        let r = run_policy(&day(60), PolicyKind::None).unwrap();
+        let rc = r.reclaimed;
+        for (tier, v) in [
+            ("balloon", rc.balloon),
+            ("shared", rc.shared),
+            ("compressed", rc.compressed),
+            ("swapped", rc.swapped),
+            ("total", rc.total),
+        ] {
+            assert_eq!(v, MeanPeak::default(), "{tier}");
+        }
+        assert_eq!(r.pain.squeeze_mib_h, 0.0);
+        assert_eq!(r.pain.cache_short_mib_h, 0.0);
+        assert_eq!(r.pain.refault_zswap_mib + r.pain.refault_swap_mib, 0.0);
+        // It still feels the pressure: at 1.5 the host fills up during the day.
+        assert!(
+            r.hard_low_pct > 5.0,
+            "none in hard+low {} %",
+            r.hard_low_pct
+        );
+        assert!(r.pain.overflow.peak_mib > 0.0);
+    }
+
+    #[test]
+    fn ballooning_policies_reclaim_at_overcommit_1_5() {
+        let c = compare(&day(60)).unwrap();
+        for kind in [PolicyKind::Mom, PolicyKind::Esxi, PolicyKind::BalloonRs] {
+            let r = result(&c, kind);
+            assert!(
+                r.reclaimed.balloon.mean_mib > 100.0,
+                "{kind:?}: {:?}",
+                r.reclaimed.balloon
+            );
+            assert!(r.reclaimed.balloon.peak_mib >= r.reclaimed.balloon.mean_mib);
+            assert!(r.reclaimed.total.mean_mib >= r.reclaimed.balloon.mean_mib);
+        }
+    }
+
+    #[test]
+    fn esxi_and_balloon_rs_spend_less_time_in_hard_low_than_none() {
+        let c = compare(&day(60)).unwrap();
+        let none = result(&c, PolicyKind::None).hard_low_pct;
+        assert!(none > 5.0, "none {none}");
+        for kind in [PolicyKind::Esxi, PolicyKind::BalloonRs] {
+            let r = result(&c, kind);
+            assert!(
+                r.hard_low_pct < none,
+                "{kind:?} {} vs none {none}",
+                r.hard_low_pct
+            );
+            assert!(r.pain.overflow.mean_mib < result(&c, PolicyKind::None).pain.overflow.mean_mib);
+        }
+    }
+
+    #[test]
+    fn sharing_saves_memory_with_os_images() {
+        let c = compare(&day(60)).unwrap();
+        let os_images = c
+            .mix
+            .iter()
+            .find(|k| k.kind == WorkloadKind::OsImage)
+            .unwrap();
+        assert!(os_images.vms >= 2);
+        for kind in [PolicyKind::Mom, PolicyKind::Esxi, PolicyKind::BalloonRs] {
+            assert!(
+                result(&c, kind).reclaimed.shared.peak_mib > 100.0,
+                "{kind:?}"
+            );
+        }
+        let off = SimConfig {
+            tiers: Tiers {
+                sharing: false,
+                ..Tiers::default()
+            },
+            ..day(60)
+        };
+        let r = run_policy(&off, PolicyKind::BalloonRs).unwrap();
+        assert_eq!(r.reclaimed.shared, MeanPeak::default());
+    }
+
+    #[test]
+    fn tiers_off_means_nothing_in_them() {
+        let cfg = SimConfig {
+            overcommit: 2.5,
+            tiers: Tiers {
+                sharing: false,
+                ballooning: false,
+                compression: false,
+                swapping: false,
+            },
+            ..day(30)
+        };
+        let r = run_policy(&cfg, PolicyKind::BalloonRs).unwrap();
+        assert_eq!(r.reclaimed.total, MeanPeak::default());
+        // With every tier on, the same host compresses or swaps.
+        let on = run_policy(
+            &SimConfig {
+                tiers: Tiers::default(),
+                ..cfg
+            },
+            PolicyKind::BalloonRs,
+        )
+        .unwrap();
+        assert!(
+            on.reclaimed.compressed.peak_mib + on.reclaimed.swapped.peak_mib > 0.0,
+            "{:?}",
+            on.reclaimed
+        );
+    }
+
+    #[test]
+    fn invalid_configs_are_errors() {
+        let cases: Vec<(SimConfig, &str)> = vec![
+            (SimConfig { vms: 0, ..small() }, "vms 0"),
+            (
+                SimConfig {
+                    vms: MAX_VMS + 1,
+                    ..small()
+                },
+                "vms 100001",
+            ),
+            (
+                SimConfig {
+                    hours: 0.0,
+                    ..small()
+                },
+                "hours 0",
+            ),
+            (
+                SimConfig {
+                    hours: -1.0,
+                    ..small()
+                },
+                "hours -1",
+            ),
+            (
+                SimConfig {
+                    hours: f64::NAN,
+                    ..small()
+                },
+                "hours NaN",
+            ),
+            (
+                SimConfig {
+                    hours: f64::INFINITY,
+                    ..small()
+                },
+                "hours inf",
+            ),
+            (
+                SimConfig {
+                    tick_secs: 0.0,
+                    ..small()
+                },
+                "tick_secs 0",
+            ),
+            (
+                SimConfig {
+                    tick_secs: f64::NAN,
+                    ..small()
+                },
+                "tick_secs NaN",
+            ),
+            (
+                SimConfig {
+                    overcommit: 0.0,
+                    ..small()
+                },
+                "overcommit 0",
+            ),
+            (
+                SimConfig {
+                    overcommit: -1.5,
+                    ..small()
+                },
+                "overcommit -1.5",
+            ),
+            (
+                SimConfig {
+                    overcommit: f64::INFINITY,
+                    ..small()
+                },
+                "overcommit inf",
+            ),
+            (
+                SimConfig {
+                    overcommit: f64::NAN,
+                    ..small()
+                },
+                "overcommit NaN",
+            ),
+            (
+                SimConfig {
+                    consolidation_steps: 21,
+                    ..small()
+                },
+                "consolidation_steps 21",
+            ),
+            (
+                SimConfig {
+                    vms: MAX_VMS,
+                    hours: MAX_HOURS,
+                    tick_secs: 1.0,
+                    ..small()
+                },
+                "VM-ticks",
+            ),
+            (
+                SimConfig {
+                    min_free: MinFree::Percent(0.0),
+                    ..small()
+                },
+                "min_free percent 0",
+            ),
+            (
+                SimConfig {
+                    min_free: MinFree::Policy,
+                    policy: PolicyConfig {
+                        min_free_mib: 0,
+                        ..PolicyConfig::default()
+                    },
+                    ..small()
+                },
+                "min_free_mib 0",
+            ),
+            (
+                SimConfig {
+                    policy: PolicyConfig {
+                        ksm_sleep_ms: 0,
+                        ..PolicyConfig::default()
+                    },
+                    ..small()
+                },
+                "ksm_sleep_ms 0",
+            ),
+            (
+                SimConfig {
+                    policy: PolicyConfig {
+                        step_pct: 0.0,
+                        ..PolicyConfig::default()
+                    },
+                    ..small()
+                },
+                "step_pct 0",
+            ),
+        ];
+        for (cfg, needle) in cases {
+            for e in [
+                compare(&cfg).unwrap_err(),
+                run_policy(&cfg, PolicyKind::Mom).unwrap_err(),
+            ] {
+                match e {
+                    Error::Invalid(m) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+                    other => panic!("{needle}: {other:?}"),
+                }
+            }
+        }
+        let mut bad = small();
+        bad.policy.thresholds.soft = bad.policy.thresholds.clear;
+        assert!(matches!(bad.validate(), Err(Error::Invalid(m)) if m.contains("thresholds")));
+        assert!(small().validate().is_ok());
+        assert!(SimConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn default_config_is_500_vms_for_a_day() {
+        let cfg = SimConfig::default();
+        assert_eq!(cfg.vms, 500);
+        assert_eq!(cfg.hours, 24.0);
+        assert_eq!(cfg.ticks(), 1440);
+        assert_eq!(cfg.overcommit, 1.5);
+        // The fleet is a mix of every kind and several sizes.
+        let f = fleet(&cfg);
+        for kind in WorkloadKind::ALL {
+            assert!(
+                f.iter().filter(|v| v.kind == kind).count() >= 40,
+                "{kind:?}"
+            );
+        }
+        for size in [1024, 2048, 4096, 8192] {
+            assert!(f.iter().any(|v| v.configured == size), "{size}");
+        }
+        assert!(f.iter().any(|v| v.shares == 2000) && f.iter().any(|v| v.shares == 1000));
+        assert!(f.iter().any(|v| v.reservation > 0));
+    }
+
+    #[test]
+    fn min_free_scales() {
+        assert_eq!(MinFree::EsxiScale.mib(64, 28 * 1024), 899);
+        assert_eq!(MinFree::EsxiScale.mib(64, 14 * 1024), 450);
+        assert_eq!(MinFree::EsxiScale.mib(64, 128 * 1024), 899 + 1024);
+        assert_eq!(MinFree::EsxiScale.mib(64, 100), 16);
+        assert_eq!(MinFree::Percent(6.0).mib(64, 10_000), 600);
+        assert_eq!(MinFree::Policy.mib(64, 10_000), 64);
+    }
+
+    /// Model invariants, tick by tick, under the policy that uses every tier.
+    #[test]
+    fn model_invariants_hold_every_tick() {
+        let cfg = SimConfig {
+            overcommit: 2.2,
+            ..day(40)
+        };
+        let f = fleet(&cfg);
+        for kind in PolicyKind::ALL {
+            let mut sim = Sim::new(&cfg, &f, kind, cfg.overcommit);
+            let mut limited = 0;
+            for _ in 0..cfg.ticks() {
+                sim.step();
+                for (i, vm) in sim.vms.iter().enumerate() {
+                    let eps = 1e-6;
+                    let ctx = || format!("{kind:?} tick {} vm {i}: {vm:?}", sim.tick);
+                    assert!(
+                        vm.actual <= vm.size + eps && vm.actual >= vm.anon + vm.reserve - eps,
+                        "{}",
+                        ctx()
+                    );
+                    assert!(vm.working_set() <= vm.actual + eps, "{}", ctx());
+                    assert!(vm.touched() <= vm.actual + eps, "{}", ctx());
+                    assert!(vm.touched() >= vm.working_set() - eps, "{}", ctx());
+                    assert!(
+                        vm.ram >= 0.0 && vm.zswap >= 0.0 && vm.swap >= 0.0,
+                        "{}",
+                        ctx()
+                    );
+                    assert!(vm.zswap <= ZSWAP_SHARE * vm.size + eps, "{}", ctx());
+                    assert!(
+                        vm.merged <= vm.sharable + eps && vm.merged <= vm.ram + eps,
+                        "{}",
+                        ctx()
+                    );
+                    if let Some(l) = vm.limit {
+                        limited += 1;
+                        assert!(l >= 64.min(vm.size as u64), "{}", ctx());
+                    }
+                }
+            }
+            if kind == PolicyKind::None || kind == PolicyKind::Mom {
+                assert_eq!(limited, 0, "{kind:?} never limits");
+            }
+        }
+    }
+
+    #[test]
+    fn balloon_stops_at_the_guest_floor_and_returns_stale_pages() {
+        let spec = VmSpec {
+            kind: WorkloadKind::Steady,
+            configured: 4096,
+            reservation: 0,
+            shares: 1000,
+            seed: 7,
+        };
+        let mut vm = Vm::new(&spec);
+        vm.anon = 1000.0;
+        vm.cache = 1000.0;
+        vm.ram = 3000.0; // 1000 stale
+        vm.target = 100;
+        vm.move_balloon();
+        let floor = 1000.0 + 4096.0 / 16.0;
+        assert_eq!(vm.actual, floor);
+        assert!(vm.cache <= floor - 1000.0 - vm.reserve);
+        assert_eq!(vm.touched(), floor);
+        // Deflating gives the size back but touches nothing.
+        vm.target = 4096;
+        vm.move_balloon();
+        assert_eq!(vm.actual, 4096.0);
+        assert_eq!(vm.ram, floor);
+    }
+
+    #[test]
+    fn cgroup_limit_compresses_then_swaps_and_refaults_after_lift() {
+        let spec = VmSpec {
+            kind: WorkloadKind::Steady,
+            configured: 4096,
+            reservation: 0,
+            shares: 1000,
+            seed: 7,
+        };
+        let mut vm = Vm::new(&spec);
+        vm.anon = 2000.0;
+        vm.cache = 0.0;
+        vm.ram = 2500.0; // 500 stale
+        vm.limit = Some(1500);
+        let mut pain = TickPain::default();
+        vm.enforce_limit(60.0, &mut pain);
+        assert_eq!(vm.ram, 1500.0);
+        assert!((vm.zswap - 409.6).abs() < 1e-9, "zswap {}", vm.zswap);
+        assert!((vm.swap - 590.4).abs() < 1e-9, "swap {}", vm.swap);
+        assert_eq!(pain, TickPain::default());
+        // 1000 out, 500 of it stale: 500 of working set out, refaulting.
+        assert!((vm.out_working_set() - 500.0).abs() < 1e-9);
+        vm.enforce_limit(60.0, &mut pain);
+        let refault = pain.refault_zswap + pain.refault_swap;
+        let expect = 500.0 * (1.0 - (-60.0 / REFAULT_TAU_S).exp());
+        assert!((refault - expect).abs() < 1e-9, "{refault} vs {expect}");
+        assert_eq!(vm.ram, 1500.0, "the limit holds it");
+        vm.limit = None;
+        let before = vm.ram;
+        vm.enforce_limit(60.0, &mut pain);
+        assert!(
+            vm.ram > before,
+            "refaults come back when the limit is lifted"
+        );
+        assert!((vm.touched() - 2500.0).abs() < 1e-9);
+    }
+
+    #[test]
+    #[ignore = "exploration: prints hard+low against overcommit"]
+    fn sweep_print() {
+        let env = |k: &str, d: f64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let cfg = SimConfig {
+            consolidation_steps: 0,
+            vms: env("VMS", 30.0) as usize,
+            tick_secs: env("TICK", 120.0),
+            seed: env("SEED", 1.0) as u64,
+            ..day(30)
+        };
+        let f = fleet(&cfg);
+        for kind in PolicyKind::ALL {
+            let mut line = format!("{:<11}", kind.name());
+            for i in 0..16 {
+                let oc = 1.3 + 0.05 * i as f64;
+                let r = run_once(&cfg, &f, kind, oc);
+                line += &format!(" {oc:.2}:{:.1}", r.hard_low_pct);
+            }
+            println!("{line}");
+        }
+    }
+
+    #[test]
+    #[ignore = "exploration: prints a run tick by tick"]
+    fn trace_print() {
+        let oc: f64 = std::env::var("OC")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2.2);
+        let kind = match std::env::var("KIND").as_deref() {
+            Ok("esxi") => PolicyKind::Esxi,
+            Ok("mom") => PolicyKind::Mom,
+            Ok("none") => PolicyKind::None,
+            _ => PolicyKind::BalloonRs,
+        };
+        let env = |k: &str, d: f64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let cfg = SimConfig {
+            consolidation_steps: 0,
+            vms: env("VMS", 30.0) as usize,
+            tick_secs: env("TICK", 120.0),
+            ..day(30)
+        };
+        let f = fleet(&cfg);
+        let mut sim = Sim::new(&cfg, &f, kind, oc);
+        println!("cap {} minfree {}", sim.capacity, sim.policy.min_free_mib);
+        for _ in 0..cfg.ticks() {
+            let before: f64 = sim.vms.iter().map(|v| v.ram).sum();
+            sim.step();
+            let ram: f64 = sim.vms.iter().map(|v| v.ram).sum();
+            let anon: f64 = sim.vms.iter().map(|v| v.anon).sum();
+            let ws: f64 = sim.vms.iter().map(|v| v.working_set()).sum();
+            let act: f64 = sim.vms.iter().map(|v| v.actual).sum();
+            let tgt: u64 = sim.vms.iter().map(|v| v.target).sum();
+            let z: f64 = sim.vms.iter().map(|v| v.zswap).sum();
+            let sw: f64 = sim.vms.iter().map(|v| v.swap).sum();
+            let lim = sim.vms.iter().filter(|v| v.limit.is_some()).count();
+            let floor: f64 = sim
+                .vms
+                .iter()
+                .map(|v| (v.anon + 0.2 * v.size).min(v.size))
+                .sum();
+            let below_target = sim
+                .vms
+                .iter()
+                .filter(|v| v.actual > v.target as f64 + 1.0)
+                .count();
+            println!(
+                "t {:5.2}h {:5} ram {:6.0} d {:+6.0} anon {:6.0} ws {:6.0} act {:6.0} tgt {:6} floor {:6.0} z {:5.0} sw {:5.0} lim {:2} oom {} free {:6.0} shared {:5.0} stuck {}",
+                sim.tick as f64 * cfg.tick_secs / 3600.0,
+                sim.state.host_state.name(),
+                ram,
+                ram - before,
+                anon,
+                ws,
+                act,
+                tgt,
+                floor,
+                z,
+                sw,
+                lim,
+                sim.pain.oom,
+                sim.capacity as f64 - (ram + z / ZSWAP_RATIO),
+                sim.sharing_savings(),
+                below_target,
+            );
+        }
+    }
+
+    #[test]
+    fn consolidation_brackets_the_threshold() {
+        let cfg = SimConfig {
+            consolidation_steps: 4,
+            ..day(30)
+        };
+        let r = run_policy(&cfg, PolicyKind::BalloonRs).unwrap();
+        let c = r.consolidation.unwrap();
+        assert!(c.runs >= 4 && c.runs <= 6, "{c:?}");
+        let f = fleet(&cfg);
+        if let Some(m) = c.max_overcommit {
+            assert!(
+                passes(&run_once(&cfg, &f, PolicyKind::BalloonRs, m)),
+                "{c:?}"
+            );
+        }
+        if let Some(x) = c.first_failing {
+            assert!(
+                !passes(&run_once(&cfg, &f, PolicyKind::BalloonRs, x)),
+                "{c:?}"
+            );
+            if let Some(m) = c.max_overcommit {
+                assert!(
+                    x > m && x - m <= (CONSOLIDATION_RANGE.1 - CONSOLIDATION_RANGE.0) / 16.0 + 0.01,
+                    "{c:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn table_and_json_name_every_policy() {
+        let c = compare(&SimConfig {
+            consolidation_steps: 2,
+            ..small()
+        })
+        .unwrap();
+        let table = render_table(&c);
+        let lines: Vec<&str> = table.lines().collect();
+        for kind in PolicyKind::ALL {
+            let row = lines
+                .iter()
+                .find(|l| l.starts_with(&format!("{} ", kind.name())));
+            assert!(row.is_some(), "no row for {}:\n{table}", kind.name());
+        }
+        assert!(
+            table.contains("20 VMs") && table.contains("h+l%"),
+            "{table}"
+        );
+        let header = lines.iter().position(|l| l.starts_with("policy")).unwrap();
+        let width = lines[header].len();
+        for row in &lines[header + 2..] {
+            assert_eq!(row.len(), width, "fixed width:\n{table}");
+        }
+        let json = serde_json::to_string(&c).unwrap();
+        let back: Comparison = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.results.len(), 4);
+        assert_eq!(back.config, c.config);
+        assert_eq!(back.mix, c.mix);
+        assert!(json.contains("\"balloon-rs\"") && json.contains("\"os-image\""));
+    }
+}

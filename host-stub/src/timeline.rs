@@ -109,9 +109,11 @@ impl Writer {
     /// Creates (truncates) `path`, making its directory.
     pub fn create(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(Error::io(format!("creating {}", dir.display())))?;
         }
-        let file = std::fs::File::create(path).map_err(Error::io(format!("creating {}", path.display())))?;
+        let file = std::fs::File::create(path)
+            .map_err(Error::io(format!("creating {}", path.display())))?;
         Ok(Self {
             file: std::io::BufWriter::new(file),
         })
@@ -119,7 +121,8 @@ impl Writer {
 
     /// Appends one sample and flushes, so the file is complete after a crash.
     pub fn write(&mut self, sample: &Sample) -> Result<()> {
-        let line = serde_json::to_string(sample).map_err(|e| Error::Invalid(format!("timeline: {e}")))?;
+        let line =
+            serde_json::to_string(sample).map_err(|e| Error::Invalid(format!("timeline: {e}")))?;
         writeln!(self.file, "{line}")
             .and_then(|_| self.file.flush())
             .map_err(Error::io("writing the timeline"))
@@ -128,7 +131,8 @@ impl Writer {
 
 /// Reads a timeline; a malformed line is an error naming its number.
 pub fn read(path: &Path) -> Result<Vec<Sample>> {
-    let file = std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+    let file =
+        std::fs::File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(Error::io(format!("reading {}", path.display())))?;

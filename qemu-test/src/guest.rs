@@ -67,6 +67,10 @@ pub struct GuestConfig {
     pub kernel_args: String,
     /// Accelerator.
     pub accel: Accel,
+    /// A cgroup's `cgroup.procs`: QEMU moves itself in before it execs, so
+    /// every page it touches is charged there (the host stub's memory
+    /// limits).
+    pub cgroup_procs: Option<PathBuf>,
 }
 
 impl GuestConfig {
@@ -88,6 +92,7 @@ impl GuestConfig {
             extra_qemu_args: Vec::new(),
             kernel_args: String::new(),
             accel: Accel::from_env()?,
+            cgroup_procs: None,
         })
     }
 
@@ -235,12 +240,31 @@ impl Guest {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(Error::io("cloning qemu.log"))?)
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it makes QEMU die with the test
-        // process, so no guest outlives a killed test run.
+        let cgroup = config
+            .cgroup_procs
+            .as_ref()
+            .map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()))
+            .transpose()
+            .map_err(|e| Error::Check(format!("cgroup path: {e}")))?;
+        // SAFETY: the closure only makes async-signal-safe system calls
+        // (prctl, open, write, close) on memory prepared before the fork.
+        // PDEATHSIG makes QEMU die with its parent, so no guest outlives a
+        // killed test run or host stub.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(procs) = &cgroup {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let n = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                    if n != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

@@ -1,0 +1,412 @@
+//! The command line of `balloon-host` (parsed by clap) and what each
+//! command does; `main` only calls [`main`].
+
+use crate::policy::Tiers;
+use crate::run::{self, RunOptions};
+use crate::scenario::{GuestDriver, GuestSpec, Scenario};
+use crate::summary::Summary;
+use crate::{host, simulate, Error, Result};
+use clap::{Parser, Subcommand};
+use qemu_test::guest::BALLOON_ID;
+use qemu_test::qmp::Qmp;
+use qemu_test::MIB;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A host memory manager for QEMU guests running balloon_rs: page sharing,
+/// ballooning, compression and swapping, least disruptive first.
+#[derive(Debug, Parser)]
+#[command(name = "balloon-host", version)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch a scenario's guests and manage them for its duration (or
+    /// until Ctrl-C); writes out/<name>/timeline.jsonl, memory.svg/.png and
+    /// summary.json.
+    Run {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Output directory (default out/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the table as lines instead of redrawing it.
+        #[arg(long)]
+        no_live: bool,
+    },
+    /// Manage QEMU guests that are already running, by their QMP sockets.
+    Attach {
+        /// NAME=QMP_SOCKET for each guest (its balloon device must have
+        /// id=balloon0).
+        #[arg(required = true)]
+        guests: Vec<String>,
+        /// The host's memory for these guests, MiB.
+        #[arg(long)]
+        capacity: u64,
+        /// minFree, MiB (default 6 % of capacity).
+        #[arg(long)]
+        min_free: Option<u64>,
+        /// Seconds to run (default: until Ctrl-C, at most a week).
+        #[arg(long, default_value_t = 7.0 * 86400.0)]
+        duration: f64,
+        /// Seconds between ticks.
+        #[arg(long, default_value_t = 2.0)]
+        tick: f64,
+        /// Tiers to use, comma-separated (sharing,ballooning,compression,swapping).
+        #[arg(long, default_value = "sharing,ballooning")]
+        tiers: String,
+        /// Output directory.
+        #[arg(long, default_value = "out/attach")]
+        out: PathBuf,
+        /// Print the table as lines instead of redrawing it.
+        #[arg(long)]
+        no_live: bool,
+    },
+    /// One-shot table of running guests by their QMP sockets.
+    Status {
+        /// QMP sockets.
+        #[arg(required = true)]
+        sockets: Vec<PathBuf>,
+    },
+    /// Set a guest's balloon target: the memory size it should have.
+    Set {
+        /// QMP socket.
+        socket: PathBuf,
+        /// Size: 256M, 1G or a number of MiB.
+        size: String,
+        /// Wait until the guest reaches it (seconds, 0: don't wait).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+    /// Compare policies on a simulated host with many VMs.
+    Simulate {
+        /// VMs.
+        #[arg(long, default_value_t = 500)]
+        vms: usize,
+        /// Simulated hours.
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Configured VM memory over host capacity.
+        #[arg(long, default_value_t = 1.5)]
+        overcommit: f64,
+        /// Seed of the workload traces.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-draw the chart and summary of a timeline.
+    Chart {
+        /// timeline.jsonl
+        timeline: PathBuf,
+    },
+    /// Put back host settings left changed by a run that was killed.
+    Restore,
+}
+
+/// Parses a size: `256M`, `256MiB`, `1G`, `1GiB` or plain MiB.
+pub fn parse_size_mib(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.trim_end_matches("iB").trim_end_matches('B') {
+        x if x.ends_with(['G', 'g']) => (&x[..x.len() - 1], 1024),
+        x if x.ends_with(['M', 'm']) => (&x[..x.len() - 1], 1),
+        x => (x, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| Error::Invalid(format!("size {s:?}: expected e.g. 256M, 1G or a number of MiB")))?;
+    n.checked_mul(mult)
+        .filter(|m| *m > 0 && *m <= 1 << 30)
+        .ok_or_else(|| Error::Invalid(format!("size {s:?}: out of range")))
+}
+
+fn parse_tiers(s: &str) -> Result<Tiers> {
+    let mut t = Tiers {
+        sharing: false,
+        ballooning: false,
+        compression: false,
+        swapping: false,
+    };
+    for name in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        match name {
+            "sharing" => t.sharing = true,
+            "ballooning" => t.ballooning = true,
+            "compression" => t.compression = true,
+            "swapping" => t.swapping = true,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown tier {other:?} (sharing, ballooning, compression, swapping)"
+                )))
+            }
+        }
+    }
+    Ok(t)
+}
+
+fn connect(socket: &Path) -> Result<Qmp> {
+    Ok(Qmp::connect(socket, Duration::from_secs(5), BALLOON_ID)?)
+}
+
+/// The guest's configured RAM, MiB (`query-memory-size-summary`).
+fn configured_mib(qmp: &mut Qmp) -> Result<u64> {
+    let s = qmp.execute(&qapi::qmp::query_memory_size_summary {})?;
+    Ok(s.base_memory / MIB)
+}
+
+fn status(sockets: &[PathBuf]) -> Result<String> {
+    let mut out = format!(
+        "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
+        "QMP socket", "config", "actual", "balloon", "rss", "free", "avail", "stats"
+    );
+    for sock in sockets {
+        let mut q = connect(sock)?;
+        let configured = configured_mib(&mut q)?;
+        let actual = q.guest_size()? / MIB;
+        let rss = run::qemu_pid_for_socket(sock)
+            .and_then(|pid| host::process_mem(pid))
+            .map_or("-".to_string(), |(r, _)| format!("{r:.0}"));
+        let stats = q.guest_stats()?;
+        let d = run::dommemstat(&stats.stats);
+        let g = |k: &str| d.get(k).map_or("-".to_string(), |x| format!("{x:.0}"));
+        let age = if stats.last_update > 0 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            format!("{} s old", now - stats.last_update)
+        } else {
+            "none (polling off or no driver)".to_string()
+        };
+        out.push_str(&format!(
+            "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
+            sock.display(),
+            configured,
+            actual,
+            configured.saturating_sub(actual),
+            rss,
+            g("unused"),
+            g("usable"),
+            age
+        ));
+    }
+    Ok(out)
+}
+
+fn finish(report: run::RunReport) -> Result<()> {
+    let sum = Summary::from_samples(&report.samples, &report.unavailable, &report.lost);
+    println!("\n{}", sum.render());
+    for f in &report.files {
+        println!("wrote {}", f.display());
+    }
+    if !report.restore_failures.is_empty() {
+        return Err(Error::Host(format!(
+            "could not restore host settings: {}",
+            report.restore_failures.join("; ")
+        )));
+    }
+    if !report.lost.is_empty() {
+        return Err(Error::Lost(format!(
+            "{} guest(s) lost: {}",
+            report.lost.len(),
+            report.lost.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+fn attach_scenario(
+    guests: &[String],
+    capacity: u64,
+    min_free: Option<u64>,
+    duration: f64,
+    tick: f64,
+    tiers: &str,
+) -> Result<(Scenario, Vec<(String, PathBuf)>)> {
+    let mut specs = Vec::new();
+    let mut sockets = Vec::new();
+    for g in guests {
+        let (name, sock) = g
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("{g:?}: expected NAME=QMP_SOCKET")))?;
+        let mut q = connect(Path::new(sock))?;
+        let mem = configured_mib(&mut q)?;
+        specs.push(GuestSpec {
+            name: name.to_string(),
+            memory_mib: mem,
+            reservation_mib: 0,
+            limit_mib: None,
+            shares: 1000,
+            driver: GuestDriver::BalloonRs,
+            free_page_reporting: false,
+            cpus: 1,
+            workload: Vec::new(),
+        });
+        sockets.push((name.to_string(), PathBuf::from(sock)));
+    }
+    // Built as TOML and parsed, so attach gets the same validation.
+    let mut text = format!(
+        "name = \"attach\"\nduration = {duration:?}\ntick = {tick:?}\n[host]\ncapacity_mib = {capacity}\n"
+    );
+    if let Some(m) = min_free {
+        text.push_str(&format!("min_free_mib = {m}\n"));
+    }
+    let t = parse_tiers(tiers)?;
+    text.push_str(&format!(
+        "[tiers]\nsharing = {}\nballooning = {}\ncompression = {}\nswapping = {}\n",
+        t.sharing, t.ballooning, t.compression, t.swapping
+    ));
+    for s in &specs {
+        text.push_str(&format!(
+            "[[guest]]\nname = {:?}\nmemory_mib = {}\n",
+            s.name, s.memory_mib
+        ));
+    }
+    let sc = Scenario::parse(&text, Path::new("attach arguments"))?;
+    Ok((sc, sockets))
+}
+
+/// Runs a parsed command line.
+pub fn main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run {
+            scenario,
+            out,
+            no_live,
+        } => {
+            let sc = Scenario::load(&scenario)?;
+            let stop = run::interrupt_flag()?;
+            let mut opts = RunOptions::for_scenario(&sc.name);
+            if let Some(o) = out {
+                opts.out_dir = o;
+            }
+            opts.live &= !no_live;
+            finish(run::run(&sc, &opts, &stop)?)
+        }
+        Command::Attach {
+            guests,
+            capacity,
+            min_free,
+            duration,
+            tick,
+            tiers,
+            out,
+            no_live,
+        } => {
+            let (sc, sockets) = attach_scenario(&guests, capacity, min_free, duration, tick, &tiers)?;
+            let stop = run::interrupt_flag()?;
+            let mut opts = RunOptions::for_scenario(&sc.name);
+            opts.out_dir = out;
+            opts.live &= !no_live;
+            finish(run::attach(&sc, &sockets, &opts, &stop)?)
+        }
+        Command::Status { sockets } => {
+            print!("{}", status(&sockets)?);
+            Ok(())
+        }
+        Command::Set { socket, size, wait } => {
+            let mib = parse_size_mib(&size)?;
+            let mut q = connect(&socket)?;
+            let configured = configured_mib(&mut q)?;
+            if mib > configured {
+                return Err(Error::Invalid(format!(
+                    "{mib} MiB is more than the guest's {configured} MiB"
+                )));
+            }
+            q.set_guest_size(mib * MIB)?;
+            if wait > 0 {
+                let (ok, actual) = q.wait_guest_size(mib * MIB, Duration::from_secs(wait))?;
+                println!("actual {} MiB{}", actual / MIB, if ok { "" } else { " (target not reached)" });
+                if !ok {
+                    return Err(Error::Invalid(format!(
+                        "guest at {} MiB after {wait} s, target {mib} MiB",
+                        actual / MIB
+                    )));
+                }
+            } else {
+                println!("target {mib} MiB set");
+            }
+            Ok(())
+        }
+        Command::Simulate {
+            vms,
+            hours,
+            overcommit,
+            seed,
+            json,
+        } => {
+            let cfg = simulate::SimConfig {
+                vms,
+                hours,
+                overcommit,
+                seed,
+                ..simulate::SimConfig::default()
+            };
+            let c = simulate::compare(&cfg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&c).map_err(|e| Error::Invalid(e.to_string()))?
+                );
+            } else {
+                print!("{}", simulate::render_table(&c));
+            }
+            Ok(())
+        }
+        Command::Chart { timeline } => {
+            let samples = crate::timeline::read(&timeline)?;
+            let dir = timeline.parent().unwrap_or(Path::new("."));
+            let (svg, png) = (dir.join("memory.svg"), dir.join("memory.png"));
+            crate::chart::render(&samples, "balloon-host", &svg, &png)?;
+            print!("{}", Summary::from_samples(&samples, &[], &[]).render());
+            println!("wrote {} and {}", svg.display(), png.display());
+            Ok(())
+        }
+        Command::Restore => {
+            let j = Path::new(host::JOURNAL);
+            if !j.exists() {
+                println!("nothing to restore ({} does not exist)", j.display());
+                return Ok(());
+            }
+            let n = host::HostSettings::restore_journal(j)?;
+            println!("restored {n} host setting(s)");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("256M").unwrap(), 256);
+        assert_eq!(parse_size_mib("256MiB").unwrap(), 256);
+        assert_eq!(parse_size_mib("1G").unwrap(), 1024);
+        assert_eq!(parse_size_mib("300").unwrap(), 300);
+        for bad in ["", "x", "-5", "0", "99999999999G", "1T"] {
+            assert!(parse_size_mib(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tiers() {
+        let t = parse_tiers("sharing,ballooning").unwrap();
+        assert!(t.sharing && t.ballooning && !t.compression && !t.swapping);
+        assert!(parse_tiers("sharing,magic").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        assert!(Cli::try_parse_from(["balloon-host", "run", "s.toml"]).is_ok());
+        assert!(Cli::try_parse_from(["balloon-host", "attach", "--capacity", "1024", "a=/tmp/q"]).is_ok());
+        assert!(Cli::try_parse_from(["balloon-host", "attach", "a=/tmp/q"]).is_err());
+        assert!(Cli::try_parse_from(["balloon-host", "frobnicate"]).is_err());
+    }
+}

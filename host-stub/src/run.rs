@@ -1,0 +1,728 @@
+//! The real policy loop: guests launched from a scenario (`run`) or found by
+//! their QMP sockets (`attach`), observed every tick, managed through the
+//! tiers, with a live table, a timeline, a chart and a summary.
+
+use crate::host::{self, CgroupFs, HostSettings, VmCgroup};
+use crate::policy::{
+    self, CgroupAction, GuestMem, GuestView, HostState, HostView, PolicyState, Tiers,
+};
+use crate::scenario::{GuestDriver, GuestSpec, Scenario, Workload};
+use crate::timeline::{self, HostSample, KsmSample, Sample, VmSample, VmStatus};
+use crate::{chart, summary, table, Error, Result};
+use qemu_test::guest::{Guest, GuestConfig, BALLOON_ID};
+use qemu_test::qmp::Qmp;
+use qemu_test::{Driver, MIB};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a run is shown and where its files go.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Output directory (`out/<scenario>` by default).
+    pub out_dir: PathBuf,
+    /// Redraw the live table in place (a terminal); otherwise one line per
+    /// tick.
+    pub live: bool,
+    /// Journal of host changes (None: no journal, for tests).
+    pub journal: Option<PathBuf>,
+    /// Swap file location for the compression/swapping tiers.
+    pub swap_file: PathBuf,
+    /// KSM's sysfs directory.
+    pub ksm_dir: PathBuf,
+    /// zswap's module parameters.
+    pub zswap_dir: PathBuf,
+}
+
+impl RunOptions {
+    /// Defaults for a scenario: `out/<name>`, live if stdout is a terminal.
+    pub fn for_scenario(name: &str) -> Self {
+        Self {
+            out_dir: PathBuf::from("out").join(name),
+            live: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            journal: Some(PathBuf::from(host::JOURNAL)),
+            swap_file: PathBuf::from(format!("/var/tmp/balloon-host-{}.swap", std::process::id())),
+            ksm_dir: PathBuf::from(host::KSM),
+            zswap_dir: PathBuf::from(host::ZSWAP),
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Every tick.
+    pub samples: Vec<Sample>,
+    /// Tiers that were asked for but could not be used, with why.
+    pub unavailable: Vec<String>,
+    /// Guests lost during the run, with why.
+    pub lost: Vec<String>,
+    /// The timeline, chart and summary files.
+    pub files: Vec<PathBuf>,
+    /// Host settings that could not be restored (should be empty).
+    pub restore_failures: Vec<String>,
+}
+
+/// A managed QEMU.
+enum Conn {
+    /// Launched by us: the harness's guest (agent, console log).
+    Owned(Box<Guest>),
+    /// Found by its QMP socket.
+    Attached { qmp: Box<Qmp>, pid: u32 },
+}
+
+impl Conn {
+    fn qmp(&mut self) -> &mut Qmp {
+        match self {
+            Conn::Owned(g) => g.qmp(),
+            Conn::Attached { qmp, .. } => qmp,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Conn::Owned(g) => g.pid(),
+            Conn::Attached { pid, .. } => *pid,
+        }
+    }
+
+    fn alive(&mut self) -> Result<()> {
+        match self {
+            Conn::Owned(g) => Ok(g.check_alive("being managed")?),
+            Conn::Attached { pid, .. } => {
+                if Path::new(&format!("/proc/{pid}")).exists() {
+                    Ok(())
+                } else {
+                    Err(Error::Lost(format!("QEMU pid {pid} exited")))
+                }
+            }
+        }
+    }
+}
+
+struct Vm {
+    spec: GuestSpec,
+    conn: Option<Conn>,
+    status: VmStatus,
+    /// Guest size asked for, MiB.
+    target: u64,
+    cgroup: Option<VmCgroup>,
+    cgroup_limit: Option<u64>,
+    workloads: Vec<Workload>,
+    next_workload: usize,
+    seed: u64,
+}
+
+/// The mechanisms this host could give the run.
+struct Mechanisms {
+    tiers: Tiers,
+    cgroups: Option<CgroupFs>,
+    unavailable: Vec<String>,
+}
+
+fn setup_mechanisms(
+    settings: &mut HostSettings,
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> Mechanisms {
+    let want = scenario.tiers;
+    let mut m = Mechanisms {
+        tiers: want,
+        cgroups: None,
+        unavailable: Vec::new(),
+    };
+    let off = |m: &mut Mechanisms, tier: &str, why: String| {
+        let msg = format!("tier {tier} unavailable: {why}; continuing without it");
+        eprintln!("balloon-host: {msg}");
+        m.unavailable.push(msg);
+    };
+    let cfg = scenario.policy_config();
+    if want.sharing {
+        let k = &opts.ksm_dir;
+        let r = host::ksm_available(k).and_then(|_| {
+            settings.set(&k.join("pages_to_scan"), &cfg.ksm_min_pages.to_string())?;
+            settings.set(&k.join("sleep_millisecs"), &cfg.ksm_sleep_ms.to_string())?;
+            settings.ksm_run(k, false)
+        });
+        if let Err(e) = r {
+            m.tiers.sharing = false;
+            off(&mut m, "sharing (KSM)", e.to_string());
+        }
+    }
+    if want.compression || want.swapping {
+        let r = CgroupFs::detect().and_then(|fs| {
+            settings.swap_file(&opts.swap_file, scenario.host.swap_file_mib)?;
+            Ok(fs)
+        });
+        match r {
+            Ok(fs) => m.cgroups = Some(fs),
+            Err(e) => {
+                m.tiers.compression = false;
+                m.tiers.swapping = false;
+                off(&mut m, "compression and swapping", e.to_string());
+            }
+        }
+    }
+    if m.tiers.compression {
+        let r = host::zswap_available(&opts.zswap_dir)
+            .and_then(|_| settings.set(&opts.zswap_dir.join("enabled"), "Y"));
+        if let Err(e) = r {
+            m.tiers.compression = false;
+            off(&mut m, "compression (zswap)", e.to_string());
+        }
+    }
+    m
+}
+
+/// Waits `d` unless interrupted; returns false when interrupted.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
+    }
+    !stop.load(Ordering::Relaxed)
+}
+
+/// Installs SIGINT/SIGTERM handlers that set the returned flag.
+pub fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&flag))
+            .map_err(Error::io("installing a signal handler"))?;
+    }
+    Ok(flag)
+}
+
+fn boot_guest(spec: &GuestSpec, cgroup: Option<&VmCgroup>) -> Result<Guest> {
+    let mut cfg = GuestConfig::new(&spec.name)?;
+    cfg.mem_mib = spec.memory_mib;
+    cfg.cpus = spec.cpus;
+    if spec.free_page_reporting {
+        cfg.balloon_props.push("free-page-reporting=on".into());
+    }
+    cfg.cgroup_procs = cgroup.map(VmCgroup::procs);
+    let mut g = Guest::boot(cfg)?;
+    match spec.driver {
+        GuestDriver::BalloonRs => g.load(Driver::BalloonRs)?,
+        GuestDriver::C => g.load(Driver::C)?,
+        GuestDriver::None => {}
+    }
+    Ok(g)
+}
+
+/// Launches the scenario's guests and runs the policy loop.
+pub fn run(scenario: &Scenario, opts: &RunOptions, stop: &AtomicBool) -> Result<RunReport> {
+    let mut settings = HostSettings::new(opts.journal.as_deref())?;
+    let report = run_with(scenario, opts, stop, &mut settings, None);
+    // Guests are gone (dropped inside run_with); now the host goes back.
+    let failures = settings.restore();
+    let mut report = report?;
+    report.restore_failures = failures;
+    Ok(report)
+}
+
+/// Manages running QEMUs by their QMP sockets.
+pub fn attach(
+    scenario: &Scenario,
+    sockets: &[(String, PathBuf)],
+    opts: &RunOptions,
+    stop: &AtomicBool,
+) -> Result<RunReport> {
+    let mut settings = HostSettings::new(opts.journal.as_deref())?;
+    let report = run_with(scenario, opts, stop, &mut settings, Some(sockets));
+    let failures = settings.restore();
+    let mut report = report?;
+    report.restore_failures = failures;
+    Ok(report)
+}
+
+/// The pid of the QEMU whose command line names `socket`.
+pub fn qemu_pid_for_socket(socket: &Path) -> Result<u32> {
+    let want = socket.display().to_string();
+    let dir = std::fs::read_dir("/proc").map_err(Error::io("reading /proc"))?;
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("qemu-system") && cmd.split('\0').any(|a| a.contains(&want)) {
+                return Ok(pid);
+            }
+        }
+    }
+    Err(Error::Invalid(format!(
+        "no QEMU process has {want} on its command line"
+    )))
+}
+
+fn run_with(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    stop: &AtomicBool,
+    settings: &mut HostSettings,
+    attach_to: Option<&[(String, PathBuf)]>,
+) -> Result<RunReport> {
+    let mech = setup_mechanisms(settings, scenario, opts);
+    let mut vms: Vec<Vm> = Vec::new();
+    for (i, spec) in scenario.guests().enumerate() {
+        let cgroup = match &mech.cgroups {
+            Some(fs) => Some(VmCgroup::create(settings, fs, &spec.name)?),
+            None => None,
+        };
+        let mut workloads: Vec<Workload> =
+            spec.workload.iter().map(|w| w.get_ref().clone()).collect();
+        workloads.sort_by(|a, b| a.at.total_cmp(&b.at));
+        vms.push(Vm {
+            spec: spec.clone(),
+            conn: None,
+            status: VmStatus::Booting,
+            target: spec.limit(),
+            cgroup,
+            cgroup_limit: None,
+            workloads,
+            next_workload: 0,
+            seed: i as u64 + 1,
+        });
+    }
+    // Connect or boot (in parallel: TCG boots take a while).
+    match attach_to {
+        Some(sockets) => {
+            for (vm, (_, sock)) in vms.iter_mut().zip(sockets) {
+                let pid = qemu_pid_for_socket(sock)?;
+                let qmp = Qmp::connect(sock, Duration::from_secs(5), BALLOON_ID)?;
+                if let Some(cg) = &vm.cgroup {
+                    cg.add(pid)?;
+                }
+                vm.conn = Some(Conn::Attached {
+                    qmp: Box::new(qmp),
+                    pid,
+                });
+            }
+        }
+        None => {
+            // One after the other, from this thread: QEMU dies with the
+            // thread that started it (PR_SET_PDEATHSIG), and a TCG boot to
+            // the agent takes only a few seconds.
+            for vm in vms.iter_mut() {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                eprintln!(
+                    "balloon-host: booting {} ({} MiB, {:?} driver)",
+                    vm.spec.name, vm.spec.memory_mib, vm.spec.driver
+                );
+                vm.conn = Some(Conn::Owned(Box::new(boot_guest(
+                    &vm.spec,
+                    vm.cgroup.as_ref(),
+                )?)));
+            }
+        }
+    }
+    let tick = Duration::from_secs_f64(scenario.tick);
+    for vm in vms.iter_mut() {
+        vm.status = VmStatus::Running;
+        if let Some(c) = vm.conn.as_mut() {
+            // Stats every second whatever the tick: the policy should see
+            // the guest as it is now, not as it was a tick ago.
+            c.qmp().set_stats_interval(1)?;
+            // Start from the limit (a guest above it is brought down now).
+            let actual = c.qmp().guest_size()? / MIB;
+            vm.target = actual.min(vm.spec.limit());
+            if actual != vm.target {
+                c.qmp().set_guest_size(vm.target * MIB)?;
+            }
+        }
+    }
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(Error::io(format!("creating {}", opts.out_dir.display())))?;
+    let timeline_path = opts.out_dir.join("timeline.jsonl");
+    let mut writer = timeline::Writer::create(&timeline_path)?;
+    let cfg = scenario.policy_config();
+    let mut state = PolicyState::initial(&cfg);
+    let mut ksm_on = false;
+    let mut samples = Vec::new();
+    let mut lost = Vec::new();
+    let start = Instant::now();
+    let mut first = true;
+    loop {
+        let t = start.elapsed().as_secs_f64();
+        let mut events: Vec<String> = Vec::new();
+        if first {
+            events.extend(mech.unavailable.iter().cloned());
+            first = false;
+        }
+        // Observe.
+        let mut obs: Vec<Option<Observed>> = Vec::new();
+        for vm in vms.iter_mut() {
+            let o = match vm.conn.as_mut() {
+                Some(c) => match observe(c) {
+                    Ok(o) => Some(o),
+                    Err(e) => {
+                        let msg = format!("guest {} lost: {e}", vm.spec.name);
+                        eprintln!("balloon-host: {msg}");
+                        events.push(msg.clone());
+                        lost.push(msg);
+                        vm.conn = None; // kills an owned QEMU
+                        vm.status = VmStatus::Lost;
+                        None
+                    }
+                },
+                None => None,
+            };
+            obs.push(o);
+        }
+        let ksm = if mech.tiers.sharing {
+            host::ksm_counters(&opts.ksm_dir).ok()
+        } else {
+            None
+        };
+        let zswap = if mech.tiers.compression || mech.tiers.swapping {
+            host::zswap_meminfo().ok()
+        } else {
+            None
+        };
+        let merging: Vec<f64> = obs
+            .iter()
+            .map(|o| o.as_ref().map_or(0.0, |o| o.merging))
+            .collect();
+        let shared = match &ksm {
+            Some(k) => host::attribute_sharing(&merging, k.sharing, k.shared),
+            None => vec![0.0; vms.len()],
+        };
+        let swaps: Vec<f64> = obs
+            .iter()
+            .map(|o| o.as_ref().map_or(0.0, |o| o.swap))
+            .collect();
+        let split = host::attribute_swap(&swaps, zswap.map_or(0.0, |z| z.1));
+        let pool = zswap.map_or(0.0, |z| z.0);
+        let consumed: f64 = obs
+            .iter()
+            .zip(&shared)
+            .map(|(o, s)| o.as_ref().map_or(0.0, |o| o.rss - s))
+            .sum::<f64>()
+            + pool;
+        let host_view = HostView {
+            capacity: scenario.host.capacity_mib,
+            consumed: consumed.max(0.0).round() as u64,
+        };
+        // Decide for the guests still running.
+        let running: Vec<usize> = (0..vms.len()).filter(|&i| obs[i].is_some()).collect();
+        let views: Vec<GuestView> = running
+            .iter()
+            .filter_map(|&i| obs[i].as_ref().map(|o| (i, o)))
+            .map(|(i, o)| {
+                let vm = &vms[i];
+                GuestView {
+                    configured: vm.spec.memory_mib,
+                    reservation: vm.spec.reservation_mib,
+                    limit: vm.spec.limit(),
+                    shares: vm.spec.shares,
+                    target: vm.target,
+                    actual: o.actual,
+                    resident: o.rss.round() as u64,
+                    mem: o.mem.filter(|_| o.fresh),
+                    cgroup_limit: vm.cgroup_limit,
+                }
+            })
+            .collect();
+        let d = policy::decide(&cfg, &mech.tiers, &host_view, &views, &state);
+        if d.state.host_state != state.host_state {
+            events.push(format!(
+                "host {} -> {}",
+                state.host_state, d.state.host_state
+            ));
+        }
+        state = d.state;
+        // Act.
+        for (k, &i) in running.iter().enumerate() {
+            let vm = &mut vms[i];
+            if let Some(t) = d.targets[k] {
+                if let Some(c) = vm.conn.as_mut() {
+                    match c.qmp().set_guest_size(t * MIB) {
+                        Ok(()) => {
+                            events
+                                .push(format!("{}: target {} -> {t} MiB", vm.spec.name, vm.target));
+                            vm.target = t;
+                        }
+                        Err(e) => {
+                            events.push(format!("{}: balloon command failed: {e}", vm.spec.name))
+                        }
+                    }
+                }
+            }
+            if let (Some(a), Some(cg)) = (d.cgroups[k], vm.cgroup.as_ref()) {
+                let limit = match a {
+                    CgroupAction::Limit(m) => Some(m),
+                    CgroupAction::Unlimited => None,
+                };
+                if limit != vm.cgroup_limit {
+                    match cg.set_limit(limit) {
+                        Ok(()) => {
+                            events.push(match limit {
+                                Some(m) => format!("{}: memory cgroup limit {m} MiB", vm.spec.name),
+                                None => format!("{}: memory cgroup limit lifted", vm.spec.name),
+                            });
+                            vm.cgroup_limit = limit;
+                        }
+                        Err(e) => {
+                            events.push(format!("{}: cgroup limit failed: {e}", vm.spec.name))
+                        }
+                    }
+                }
+            }
+        }
+        if mech.tiers.sharing {
+            let k = &opts.ksm_dir;
+            let r = settings
+                .set(&k.join("pages_to_scan"), &d.ksm.pages_to_scan.to_string())
+                .and_then(|_| {
+                    if d.ksm.run != ksm_on {
+                        settings.ksm_run(k, d.ksm.run)?;
+                    }
+                    Ok(())
+                });
+            match r {
+                Ok(()) => {
+                    if d.ksm.run != ksm_on {
+                        events.push(format!(
+                            "KSM {}",
+                            if d.ksm.run { "scanning" } else { "paused" }
+                        ));
+                    }
+                    ksm_on = d.ksm.run;
+                }
+                Err(e) => events.push(format!("KSM: {e}")),
+            }
+        }
+        // Workloads due.
+        for vm in vms.iter_mut() {
+            while let Some(w) = vm.workloads.get(vm.next_workload).cloned() {
+                if w.at > t {
+                    break;
+                }
+                vm.next_workload += 1;
+                if let Some(Conn::Owned(g)) = vm.conn.as_mut() {
+                    let cmd = format!(
+                        "balloon-guest workload --mib {} --content {} --hold {} --seed {} >/dev/null 2>&1 &",
+                        w.mib,
+                        w.content.arg(),
+                        w.hold.ceil() as u64,
+                        vm.seed
+                    );
+                    match g.run_timeout(&cmd, Duration::from_secs(10)) {
+                        Ok(_) => events.push(format!(
+                            "{}: workload {} MiB {} for {} s",
+                            vm.spec.name,
+                            w.mib,
+                            w.content.arg(),
+                            w.hold
+                        )),
+                        Err(e) => {
+                            events.push(format!("{}: workload not started: {e}", vm.spec.name))
+                        }
+                    }
+                }
+            }
+        }
+        // Record and show.
+        let sample = Sample {
+            t,
+            host: HostSample {
+                capacity: scenario.host.capacity_mib,
+                consumed: host_view.consumed,
+                free: host_view.free(),
+                state: state.host_state,
+                ksm: ksm.map(|k| KsmSample {
+                    run: k.run,
+                    pages_to_scan: k.pages_to_scan,
+                    sharing: k.sharing,
+                    shared: k.shared,
+                }),
+                zswap_pool: zswap.map(|z| z.0),
+                zswapped: zswap.map(|z| z.1),
+            },
+            vms: vms
+                .iter()
+                .enumerate()
+                .map(|(i, vm)| vm_sample(vm, obs[i].as_ref(), shared[i], split[i]))
+                .collect(),
+            events,
+        };
+        writer.write(&sample)?;
+        table::show(&sample, &scenario.name, opts.live);
+        samples.push(sample);
+        if vms.iter().all(|v| v.status == VmStatus::Lost) {
+            eprintln!("balloon-host: every guest is lost; stopping");
+            break;
+        }
+        let next = Duration::from_secs_f64(scenario.tick * samples.len() as f64);
+        if start.elapsed() >= Duration::from_secs_f64(scenario.duration)
+            || !sleep_unless(stop, next.saturating_sub(start.elapsed()).max(tick / 10))
+        {
+            break;
+        }
+    }
+    // Guests go (owned ones are shut down and their logs checked).
+    for vm in vms.iter_mut() {
+        if let Some(Conn::Owned(g)) = vm.conn.take() {
+            if let Err(e) = g.shutdown() {
+                let msg = format!("guest {}: {e}", vm.spec.name);
+                eprintln!("balloon-host: {msg}");
+                lost.push(msg);
+            }
+        }
+    }
+    let mut files = vec![timeline_path];
+    let svg = opts.out_dir.join("memory.svg");
+    let png = opts.out_dir.join("memory.png");
+    match chart::render(
+        &samples,
+        &format!("balloon-host: {}", scenario.name),
+        &svg,
+        &png,
+    ) {
+        Ok(()) => files.extend([svg, png]),
+        Err(e) => eprintln!("balloon-host: chart not drawn: {e}"),
+    }
+    let sum = summary::Summary::from_samples(&samples, &mech.unavailable, &lost);
+    let sum_path = opts.out_dir.join("summary.json");
+    std::fs::write(
+        &sum_path,
+        serde_json::to_string_pretty(&sum).map_err(|e| Error::Invalid(e.to_string()))?,
+    )
+    .map_err(Error::io(format!("writing {}", sum_path.display())))?;
+    files.push(sum_path);
+    Ok(RunReport {
+        samples,
+        unavailable: mech.unavailable,
+        lost,
+        files,
+        restore_failures: Vec::new(),
+    })
+}
+
+/// One guest's measurements at one tick.
+struct Observed {
+    /// Guest size, MiB.
+    actual: u64,
+    rss: f64,
+    swap: f64,
+    merging: f64,
+    mem: Option<GuestMem>,
+    /// Stats updated within the last few seconds.
+    fresh: bool,
+    guest: BTreeMap<String, f64>,
+}
+
+/// QEMU's guest-stats names and libvirt's dommemstat names; memory stats
+/// are converted to MiB, counters kept as counts.
+const DOMMEMSTAT: [(&str, &str, bool); 10] = [
+    ("stat-swap-in", "swap_in", false),
+    ("stat-swap-out", "swap_out", false),
+    ("stat-major-faults", "major_fault", false),
+    ("stat-minor-faults", "minor_fault", false),
+    ("stat-free-memory", "unused", true),
+    ("stat-total-memory", "available", true),
+    ("stat-available-memory", "usable", true),
+    ("stat-disk-caches", "disk_caches", true),
+    ("stat-htlb-pgalloc", "hugetlb_pgalloc", false),
+    ("stat-htlb-pgfail", "hugetlb_pgfail", false),
+];
+
+/// Renames QEMU's guest stats to dommemstat names (memory in MiB).
+pub fn dommemstat(stats: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
+    DOMMEMSTAT
+        .iter()
+        .filter_map(|(q, l, mem)| {
+            let v = *stats.get(*q)? as f64;
+            Some((l.to_string(), if *mem { v / MIB as f64 } else { v }))
+        })
+        .collect()
+}
+
+fn observe(c: &mut Conn) -> Result<Observed> {
+    c.alive()?;
+    let actual = c.qmp().guest_size()? / MIB;
+    let stats = c.qmp().guest_stats()?;
+    let (rss, swap) = host::process_mem(c.pid())?;
+    let merging = host::ksm_merging_mib(c.pid()).unwrap_or(0.0);
+    let guest = dommemstat(&stats.stats);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let fresh = stats.last_update > 0 && now - stats.last_update <= 10;
+    let mem = match (
+        guest.get("available"),
+        guest.get("unused"),
+        guest.get("usable"),
+    ) {
+        (Some(&total), Some(&free), Some(&avail)) => Some(GuestMem {
+            total: total as u64,
+            free: free as u64,
+            available: avail as u64,
+        }),
+        _ => None,
+    };
+    Ok(Observed {
+        actual,
+        rss,
+        swap,
+        merging,
+        mem,
+        fresh,
+        guest,
+    })
+}
+
+fn vm_sample(
+    vm: &Vm,
+    o: Option<&Observed>,
+    shared: f64,
+    (compressed, swapped): (f64, f64),
+) -> VmSample {
+    let configured = vm.spec.memory_mib;
+    match o {
+        Some(o) => VmSample {
+            name: vm.spec.name.clone(),
+            status: vm.status,
+            configured,
+            resident: o.rss.round() as u64,
+            balloon: configured.saturating_sub(o.actual),
+            target: vm.target,
+            actual: o.actual,
+            shared,
+            compressed,
+            swapped,
+            cgroup_limit: vm.cgroup_limit,
+            guest: o.guest.clone(),
+        },
+        None => VmSample {
+            name: vm.spec.name.clone(),
+            status: vm.status,
+            configured,
+            resident: 0,
+            balloon: 0,
+            target: vm.target,
+            actual: 0,
+            shared: 0.0,
+            compressed: 0.0,
+            swapped: 0.0,
+            cgroup_limit: None,
+            guest: BTreeMap::new(),
+        },
+    }
+}
+
+/// Host states a run spent time in, for callers that only need that.
+pub fn states_seen(samples: &[Sample]) -> Vec<HostState> {
+    let mut v: Vec<HostState> = samples.iter().map(|s| s.host.state).collect();
+    v.sort();
+    v.dedup();
+    v
+}

@@ -1,0 +1,81 @@
+//! The live table: per VM configured, resident, balloon, shared,
+//! compressed, swapped, guest free and state; a header line for the host.
+
+use crate::timeline::{Sample, VmStatus};
+use std::fmt::Write;
+
+/// The table for one sample, as text.
+pub fn render(s: &Sample, name: &str) -> String {
+    let h = &s.host;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "balloon-host {name}  t={:>5.0}s  host {} MiB used of {} MiB, free {:.0} MiB, state {}{}{}",
+        s.t,
+        h.consumed,
+        h.capacity,
+        h.free,
+        h.state.name().to_uppercase(),
+        h.ksm
+            .as_ref()
+            .map(|k| format!(
+                ", KSM {} saving {:.0} MiB",
+                if k.run == 1 { "on" } else { "off" },
+                k.sharing
+            ))
+            .unwrap_or_default(),
+        h.zswap_pool
+            .map(|p| format!(", zswap pool {p:.0} MiB"))
+            .unwrap_or_default(),
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  state",
+        "VM", "config", "rss", "balloon", "target", "shared", "compr", "swap", "free", "avail"
+    );
+    for v in &s.vms {
+        let g = |k: &str| {
+            v.guest
+                .get(k)
+                .map_or("-".to_string(), |x| format!("{x:.0}"))
+        };
+        let state = match v.status {
+            VmStatus::Booting => "booting".to_string(),
+            VmStatus::Lost => "LOST".to_string(),
+            VmStatus::Running => match v.cgroup_limit {
+                Some(l) => format!("running, cgroup limit {l} MiB"),
+                None => "running".to_string(),
+            },
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:>6} {:>6} {:>7} {:>6} {:>6.0} {:>6.0} {:>6.0} {:>6} {:>6}  {}",
+            v.name,
+            v.configured,
+            v.resident,
+            v.balloon,
+            v.target,
+            v.shared,
+            v.compressed,
+            v.swapped,
+            g("unused"),
+            g("usable"),
+            state
+        );
+    }
+    for e in &s.events {
+        let _ = writeln!(out, "  * {e}");
+    }
+    out
+}
+
+/// Prints the table: redrawn in place on a terminal, appended otherwise.
+pub fn show(s: &Sample, name: &str, live: bool) {
+    let text = render(s, name);
+    if live {
+        print!("\x1b[H\x1b[2J{text}");
+    } else {
+        print!("{text}");
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}

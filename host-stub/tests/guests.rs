@@ -1,0 +1,382 @@
+//! Short real scenarios: balloon-host managing QEMU guests with balloon_rs,
+//! asserting each tier's effect with numbers, and that every host setting
+//! is back afterwards. Run one at a time (`make test-host`): KSM, zswap and
+//! swap are machine-wide.
+
+use host_stub::policy::HostState;
+use host_stub::run::{self, RunOptions, RunReport};
+use host_stub::scenario::Scenario;
+use host_stub::timeline::{Sample, VmStatus};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Every host setting a run may touch, as text.
+fn host_settings(dir: &Path) -> String {
+    let mut s = String::new();
+    for f in [
+        "/sys/kernel/mm/ksm/run",
+        "/sys/kernel/mm/ksm/pages_to_scan",
+        "/sys/kernel/mm/ksm/sleep_millisecs",
+        "/sys/module/zswap/parameters/enabled",
+        "/proc/swaps",
+    ] {
+        s.push_str(&format!(
+            "{f}: {}\n",
+            std::fs::read_to_string(f).unwrap_or_default().trim()
+        ));
+    }
+    let own = host_stub::host::CgroupFs::detect().map(|c| c.own().to_path_buf());
+    if let Ok(own) = own {
+        let mut children: Vec<String> = std::fs::read_dir(&own)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        children.sort();
+        s.push_str(&format!("cgroups under {}: {children:?}\n", own.display()));
+    }
+    s.push_str(&format!("journal: {}\n", dir.join("journal.json").exists()));
+    s
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("balloon-host-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Runs a scenario with test options; checks the host is as before.
+fn run_scenario(
+    text: &str,
+    tweak: impl FnOnce(&mut RunOptions),
+) -> Result<RunReport, Box<dyn std::error::Error>> {
+    let sc = Scenario::parse(text, Path::new("test scenario"))?;
+    let dir = out_dir(&sc.name);
+    let mut opts = RunOptions::for_scenario(&sc.name);
+    opts.out_dir = dir.clone();
+    opts.live = false;
+    opts.journal = Some(dir.join("journal.json"));
+    opts.swap_file =
+        std::env::temp_dir().join(format!("balloon-host-test-{}.swap", std::process::id()));
+    tweak(&mut opts);
+    let before = host_settings(&dir);
+    let stop = AtomicBool::new(false);
+    let report = run::run(&sc, &opts, &stop)?;
+    let after = host_settings(&dir);
+    assert_eq!(before, after, "host settings changed by the run");
+    assert!(
+        report.restore_failures.is_empty(),
+        "{:?}",
+        report.restore_failures
+    );
+    assert!(!opts.swap_file.exists(), "swap file left behind");
+    for f in ["timeline.jsonl", "memory.svg", "memory.png", "summary.json"] {
+        assert!(dir.join(f).exists(), "{f} not written");
+    }
+    // The timeline on disk is what the run returned.
+    assert_eq!(
+        host_stub::timeline::read(&dir.join("timeline.jsonl"))?.len(),
+        report.samples.len()
+    );
+    Ok(report)
+}
+
+fn vm<'a>(s: &'a Sample, name: &str) -> &'a host_stub::timeline::VmSample {
+    s.vms.iter().find(|v| v.name == name).expect("vm in sample")
+}
+
+fn first_inflation(samples: &[Sample], name: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| vm(s, name).target < vm(s, name).configured)
+        .map(|s| s.t)
+}
+
+/// The idle guest (a short burst whose freed memory the host still backs)
+/// is ballooned before the busy one (holding its working set); a reservation holds; when the busy guest's spike
+/// ends (free page reporting returns its memory) the host leaves pressure
+/// and every balloon comes back. KSM is made unavailable (a KSM directory
+/// that does not exist): the run says so and the other tiers still work.
+#[test]
+fn idle_guest_first_reservation_holds_balloons_return() -> TestResult {
+    let report = run_scenario(
+        r#"
+name = "idle-first"
+duration = 90
+tick = 3
+[host]
+capacity_mib = 560
+min_free_mib = 40
+[tiers]
+compression = false
+swapping = false
+[[guest]]
+name = "idle"
+memory_mib = 384
+[[guest.workload]]
+at = 6
+mib = 200
+content = "text"
+hold = 1
+[[guest]]
+name = "busy"
+memory_mib = 384
+reservation_mib = 320
+free_page_reporting = true
+[[guest.workload]]
+at = 0
+mib = 200
+content = "random"
+hold = 40
+"#,
+        |o| o.ksm_dir = PathBuf::from("/nonexistent/ksm"),
+    )?;
+    let s = &report.samples;
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
+    assert!(
+        report
+            .unavailable
+            .iter()
+            .any(|u| u.contains("sharing") && u.contains("/nonexistent/ksm")),
+        "unavailable tiers: {:?}",
+        report.unavailable
+    );
+    assert!(
+        s.iter().all(|x| x.host.ksm.is_none()),
+        "KSM savings reported without KSM"
+    );
+    // Pressure happened.
+    assert!(
+        s.iter().any(|x| x.host.state >= HostState::Soft),
+        "the host never got under pressure: peak consumed {} MiB",
+        s.iter().map(|x| x.host.consumed).max().unwrap_or(0)
+    );
+    // The idle guest gave first, and substantially.
+    let idle_at = first_inflation(s, "idle").ok_or("idle guest never ballooned")?;
+    if let Some(busy_at) = first_inflation(s, "busy") {
+        assert!(
+            idle_at < busy_at,
+            "idle ballooned at {idle_at} s, busy at {busy_at} s"
+        );
+    }
+    let idle_peak = s.iter().map(|x| vm(x, "idle").balloon).max().unwrap_or(0);
+    assert!(idle_peak >= 64, "idle balloon peaked at {idle_peak} MiB");
+    // Its QEMU gave the memory back to the host.
+    let rss_before = s
+        .iter()
+        .take(10)
+        .map(|x| vm(x, "idle").resident)
+        .max()
+        .unwrap_or(0);
+    let rss_low = s
+        .iter()
+        .map(|x| vm(x, "idle").resident)
+        .filter(|r| *r > 0)
+        .min()
+        .unwrap_or(0);
+    assert!(
+        rss_before >= rss_low + 64,
+        "idle QEMU RSS {rss_before} -> {rss_low} MiB"
+    );
+    // The reservation held in every tick.
+    for x in s {
+        let b = vm(x, "busy");
+        assert!(
+            b.target >= 320 && (b.actual == 0 || b.actual >= 320),
+            "busy at {} s: target {} actual {}",
+            x.t,
+            b.target,
+            b.actual
+        );
+    }
+    // Pressure passed and the balloons came back.
+    let last = s.last().ok_or("no samples")?;
+    assert_eq!(
+        last.host.state,
+        HostState::High,
+        "host still {} at the end",
+        last.host.state
+    );
+    for v in &last.vms {
+        assert_eq!(v.status, VmStatus::Running);
+        assert_eq!(
+            (v.target, v.actual),
+            (v.configured, v.configured),
+            "{} not returned",
+            v.name
+        );
+    }
+    Ok(())
+}
+
+/// Near-identical pages in two guests: KSM merges them and the stub
+/// reports the saving per VM; afterwards KSM is back as it was (unmerged).
+#[test]
+fn ksm_shares_duplicate_pages() -> TestResult {
+    let report = run_scenario(
+        r#"
+name = "ksm"
+duration = 30
+tick = 1
+[host]
+capacity_mib = 700
+min_free_mib = 64
+[tiers]
+ballooning = false
+compression = false
+swapping = false
+[policy]
+ksm_sleep_ms = 10
+[[guest]]
+name = "a"
+memory_mib = 384
+[[guest.workload]]
+at = 0
+mib = 160
+content = "dup"
+hold = 60
+[[guest]]
+name = "b"
+memory_mib = 384
+[[guest.workload]]
+at = 0
+mib = 160
+content = "dup"
+hold = 60
+"#,
+        |_| {},
+    )?;
+    let s = &report.samples;
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
+    if report.unavailable.iter().any(|u| u.contains("sharing")) {
+        return Err(format!("KSM unavailable: {:?}", report.unavailable).into());
+    }
+    assert!(
+        s.iter()
+            .any(|x| x.host.ksm.as_ref().is_some_and(|k| k.run == 1)),
+        "KSM never ran"
+    );
+    let saving = s
+        .iter()
+        .filter_map(|x| x.host.ksm.as_ref().map(|k| k.sharing))
+        .fold(0.0, f64::max);
+    assert!(
+        saving >= 128.0,
+        "KSM saved at most {saving:.0} MiB of 2 x 160 MiB duplicate pages"
+    );
+    for name in ["a", "b"] {
+        let shared = s.iter().map(|x| vm(x, name).shared).fold(0.0, f64::max);
+        assert!(shared > 32.0, "{name}: shared at most {shared:.0} MiB");
+    }
+    // Consumption counts the saving: it fell below the sum of RSS.
+    let last = s.last().ok_or("no samples")?;
+    let rss: u64 = last.vms.iter().map(|v| v.resident).sum();
+    assert!(
+        last.host.consumed + 100 <= rss,
+        "consumed {} vs RSS {rss}",
+        last.host.consumed
+    );
+    Ok(())
+}
+
+/// With ballooning off and the host in hard state, the compression tier
+/// limits the guest's memory cgroup: its QEMU's memory goes to zswap
+/// (compressible text), measured as VmSwap and the zswap pool; the limit,
+/// zswap, the swap file and the cgroup are gone afterwards.
+#[test]
+fn compression_pushes_memory_into_zswap() -> TestResult {
+    let report = run_scenario(
+        r#"
+name = "compress"
+duration = 30
+tick = 1
+[host]
+capacity_mib = 300
+min_free_mib = 100
+swap_file_mib = 512
+[tiers]
+sharing = false
+ballooning = false
+[[guest]]
+name = "a"
+memory_mib = 512
+[[guest.workload]]
+at = 0
+mib = 240
+content = "text"
+hold = 60
+"#,
+        |_| {},
+    )?;
+    let s = &report.samples;
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
+    if !report.unavailable.is_empty() {
+        return Err(format!("tiers unavailable here: {:?}", report.unavailable).into());
+    }
+    assert!(
+        s.iter().any(|x| x.host.state >= HostState::Hard),
+        "never reached hard"
+    );
+    assert!(
+        s.iter().any(|x| vm(x, "a").cgroup_limit.is_some()),
+        "no cgroup limit was set"
+    );
+    let compressed = s.iter().map(|x| vm(x, "a").compressed).fold(0.0, f64::max);
+    assert!(compressed >= 32.0, "compressed at most {compressed:.0} MiB");
+    let pool = s
+        .iter()
+        .filter_map(|x| x.host.zswap_pool)
+        .fold(0.0, f64::max);
+    assert!(
+        pool > 0.0 && pool < compressed,
+        "zswap pool {pool:.0} MiB for {compressed:.0} MiB"
+    );
+    let rss_peak = s.iter().map(|x| vm(x, "a").resident).max().unwrap_or(0);
+    let rss_end = s.last().map_or(0, |x| vm(x, "a").resident);
+    assert!(rss_end + 32 <= rss_peak, "RSS {rss_peak} -> {rss_end} MiB");
+    Ok(())
+}
+
+/// A QEMU killed mid-run is marked lost; the other guest is still managed
+/// to the end; the host is put back.
+#[test]
+fn killed_qemu_is_lost_others_go_on() -> TestResult {
+    let me = std::process::id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(12));
+        let pat = format!("qemu-system[-]x86.*balloon_rs-victim-{me}-");
+        std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &pat])
+            .status()
+    });
+    let report = run_scenario(
+        r#"
+name = "lost"
+duration = 25
+tick = 1
+[host]
+capacity_mib = 2048
+[[guest]]
+name = "victim"
+memory_mib = 256
+[[guest]]
+name = "survivor"
+memory_mib = 256
+"#,
+        |_| {},
+    )?;
+    let killed = killer.join().map_err(|_| "killer thread panicked")??;
+    assert!(killed.success(), "pkill found no victim QEMU");
+    assert_eq!(report.lost.len(), 1, "{:?}", report.lost);
+    assert!(report.lost[0].contains("victim"), "{:?}", report.lost);
+    let last = report.samples.last().ok_or("no samples")?;
+    assert_eq!(vm(last, "victim").status, VmStatus::Lost);
+    assert_eq!(vm(last, "survivor").status, VmStatus::Running);
+    assert!(last.t >= 20.0, "run stopped at {} s", last.t);
+    Ok(())
+}
