@@ -118,10 +118,11 @@ pub fn parse_size_mib(s: &str) -> Result<u64> {
         x if x.ends_with(['M', 'm']) => (&x[..x.len() - 1], 1),
         x => (x, 1),
     };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| Error::Invalid(format!("size {s:?}: expected e.g. 256M, 1G or a number of MiB")))?;
+    let n: u64 = num.trim().parse().map_err(|_| {
+        Error::Invalid(format!(
+            "size {s:?}: expected e.g. 256M, 1G or a number of MiB"
+        ))
+    })?;
     n.checked_mul(mult)
         .filter(|m| *m > 0 && *m <= 1 << 30)
         .ok_or_else(|| Error::Invalid(format!("size {s:?}: out of range")))
@@ -170,7 +171,7 @@ fn status(sockets: &[PathBuf]) -> Result<String> {
         let configured = configured_mib(&mut q)?;
         let actual = q.guest_size()? / MIB;
         let rss = run::qemu_pid_for_socket(sock)
-            .and_then(|pid| host::process_mem(pid))
+            .and_then(host::process_mem)
             .map_or("-".to_string(), |(r, _)| format!("{r:.0}"));
         let stats = q.guest_stats()?;
         let d = run::dommemstat(&stats.stats);
@@ -298,7 +299,8 @@ pub fn main(cli: Cli) -> Result<()> {
             out,
             no_live,
         } => {
-            let (sc, sockets) = attach_scenario(&guests, capacity, min_free, duration, tick, &tiers)?;
+            let (sc, sockets) =
+                attach_scenario(&guests, capacity, min_free, duration, tick, &tiers)?;
             let stop = run::interrupt_flag()?;
             let mut opts = RunOptions::for_scenario(&sc.name);
             opts.out_dir = out;
@@ -321,7 +323,11 @@ pub fn main(cli: Cli) -> Result<()> {
             q.set_guest_size(mib * MIB)?;
             if wait > 0 {
                 let (ok, actual) = q.wait_guest_size(mib * MIB, Duration::from_secs(wait))?;
-                println!("actual {} MiB{}", actual / MIB, if ok { "" } else { " (target not reached)" });
+                println!(
+                    "actual {} MiB{}",
+                    actual / MIB,
+                    if ok { "" } else { " (target not reached)" }
+                );
                 if !ok {
                     return Err(Error::Invalid(format!(
                         "guest at {} MiB after {wait} s, target {mib} MiB",
@@ -405,7 +411,10 @@ mod tests {
     #[test]
     fn cli_parses() {
         assert!(Cli::try_parse_from(["balloon-host", "run", "s.toml"]).is_ok());
-        assert!(Cli::try_parse_from(["balloon-host", "attach", "--capacity", "1024", "a=/tmp/q"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["balloon-host", "attach", "--capacity", "1024", "a=/tmp/q"])
+                .is_ok()
+        );
         assert!(Cli::try_parse_from(["balloon-host", "attach", "a=/tmp/q"]).is_err());
         assert!(Cli::try_parse_from(["balloon-host", "frobnicate"]).is_err());
     }

@@ -11,9 +11,9 @@
 //! (`qemu_test`).
 
 pub mod chart;
+pub mod cli;
 pub mod error;
 pub mod host;
-// pub mod cli; (enabled once chart and simulate land)
 pub mod policy;
 pub mod run;
 pub mod scenario;

@@ -1,1 +1,21 @@
-fn main() {}
+//! `balloon-host`: the command line over the host-stub library.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BALLOON_HOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match host_stub::cli::main(host_stub::cli::Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("balloon-host: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

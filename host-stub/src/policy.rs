@@ -231,6 +231,9 @@ pub struct PolicyConfig {
     pub ksm_step_down: u32,
     /// KSM `sleep_millisecs`.
     pub ksm_sleep_ms: u32,
+    /// The own policy compresses only what ballooning cannot reclaim
+    /// within this many ticks.
+    pub balloon_horizon_ticks: u32,
 }
 
 impl Default for PolicyConfig {
@@ -249,6 +252,7 @@ impl Default for PolicyConfig {
             ksm_step_up: 300,
             ksm_step_down: 50,
             ksm_sleep_ms: 20,
+            balloon_horizon_ticks: 3,
         }
     }
 }
@@ -460,6 +464,11 @@ fn inflate(cfg: &PolicyConfig, guests: &[GuestView], goal: f64) -> Vec<Option<u6
             break;
         }
         let g = &guests[i];
+        if g.actual > g.target.saturating_add(step(cfg, g)) {
+            // The guest has not caught up with its last target (its driver
+            // holds a floor, or is slow): asking for more moves nothing.
+            continue;
+        }
         let can = g.target.saturating_sub(lower_bound(cfg, g));
         let take = can.min(left);
         left -= take;
@@ -627,13 +636,11 @@ pub fn decide(
                 match host_state {
                     HostState::High => deflate_all(cfg, &view),
                     HostState::Clear if own => {
-                        // Idle memory is taxed early: balloon guests whose
-                        // shares per page are lowest by at most one step,
-                        // only toward the soft threshold's margin.
-                        let soon = th.soft / 100.0 * min_free * margin * 2.0 - free;
-                        let mut t = inflate(cfg, &view, soon.min(goal));
-                        let starving = deflate_starving(cfg, &view);
-                        for (x, s) in t.iter_mut().zip(starving) {
+                        // Still inside the clear state's hysteresis band:
+                        // keep reclaiming idle memory until the host is
+                        // past it, and feed guests below their floor.
+                        let mut t = inflate(cfg, &view, goal);
+                        for (x, s) in t.iter_mut().zip(deflate_starving(cfg, &view)) {
                             if s.is_some() {
                                 *x = s;
                             }
@@ -656,18 +663,41 @@ pub fn decide(
             };
             // What ballooning reclaims this tick counts toward the goal of
             // the later tiers.
-            let ballooned: f64 = targets
+            // What ballooning reclaims counts toward the goal of the later
+            // tiers: ESXi counts this tick's steps; the own policy also
+            // counts what the balloons can still reclaim within
+            // `balloon_horizon_ticks`, so it compresses only what ballooning
+            // cannot soon cover (least disruptive first).
+            let this_tick: f64 = targets
                 .iter()
                 .zip(guests)
                 .map(|(t, g)| t.map_or(0.0, |t| g.target.saturating_sub(t) as f64))
                 .sum();
+            let ballooned = if own && tiers.ballooning {
+                let soon: f64 = view
+                    .iter()
+                    .filter(|g| g.actual <= g.target.saturating_add(step(cfg, g)))
+                    .map(|g| {
+                        let can = g.target.saturating_sub(lower_bound(cfg, g));
+                        can.min(step(cfg, g).saturating_mul(cfg.balloon_horizon_ticks as u64))
+                            as f64
+                    })
+                    .sum();
+                this_tick.max(soon)
+            } else {
+                this_tick
+            };
             let cgroups = match host_state {
                 HostState::Hard if tiers.compression => push_out(cfg, guests, goal - ballooned, 1),
                 HostState::Low if tiers.compression || tiers.swapping => {
                     push_out(cfg, guests, goal - ballooned, 2)
                 }
-                HostState::Hard | HostState::Low => none.iter().map(|_| None).collect(),
-                _ => no_cgroups,
+                // Limits stay through soft (hysteresis) and lift once the
+                // host is clear again.
+                HostState::Hard | HostState::Low | HostState::Soft => {
+                    none.iter().map(|_| None).collect()
+                }
+                HostState::High | HostState::Clear => no_cgroups,
             };
             (targets, cgroups, ksm)
         }

@@ -337,6 +337,13 @@ impl Scenario {
                 p.ksm_sleep_ms
             ));
         }
+        if self.policy.balloon_horizon_ticks > 1000 {
+            return Err(format!(
+                "line {}: policy.balloon_horizon_ticks {}: at most 1000",
+                key_line(text, top.clone(), "balloon_horizon_ticks"),
+                self.policy.balloon_horizon_ticks
+            ));
+        }
         if self.guest.is_empty() {
             return Err("no [[guest]]: a scenario needs at least one guest".into());
         }

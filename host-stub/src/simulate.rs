@@ -7,8 +7,12 @@
 //!
 //! # Workloads
 //!
-//! Each VM gets a [`WorkloadKind`], a configured size, shares and maybe a
-//! reservation, drawn from the seed. Its trace gives, every tick, the
+//! Each VM gets a [`WorkloadKind`] (idle 25 %, steady 25 %, spiky 15 %,
+//! cache-heavy database 15 %, near-identical OS image 20 %), a configured
+//! size (1, 2, 4 or 8 GiB; databases 4 or 8, OS images 2 or 4), shares
+//! (2000 for 15 % of the VMs, else 1000) and, for 10 %, a reservation of
+//! half its size, all drawn from the seed; a smaller fleet of the same seed
+//! is a prefix of a larger one. Its trace gives, every tick, the
 //! guest's anonymous working set (in use, not reclaimable), the page cache
 //! it wants (reclaimable under balloon pressure) and how much of its memory
 //! is identical to other VMs of its kind (sharable). Traces follow a day:
@@ -30,7 +34,7 @@
 //! 2. **Workload.** The trace moves. If the working set no longer fits the
 //!    guest's size (plus a small kernel reserve, `max(16 MiB, size / 64)`),
 //!    the guest deflates on OOM to make it fit. Page cache grows toward what
-//!    the trace wants at most [`CACHE_FILL_MIB_S`] and fills at most the
+//!    the trace wants by at most [`CACHE_FILL_MIB_S`] and fills at most the
 //!    guest's free memory. Memory the guest touches for the first time
 //!    becomes resident; memory the guest frees stays resident (no free page
 //!    reporting) until a balloon takes it.
@@ -51,6 +55,10 @@
 //!    [`policy::decide`] runs; its targets, cgroup limits and KSM settings
 //!    take effect from the next tick. The guest reports its stats every
 //!    tick: `MemTotal` = its size, `MemAvailable` = free + page cache.
+//!
+//! minFree scales every state threshold, so it sets how much free memory
+//! the ESXi-like and balloon_rs policies keep as a buffer against bursts;
+//! by default it is 6 % of the capacity, as in scenario files ([`MinFree`]).
 //!
 //! Consumed memory may exceed the capacity (no policy, or a policy too
 //! slow): that is counted as overflow, memory the host kernel would have to
@@ -103,19 +111,30 @@ const PAGE_KIB: f64 = 4.0;
 /// Seconds per hour.
 const HOUR: f64 = 3600.0;
 
+/// minFree as a share of the capacity by default, percent: the same as
+/// scenario files (`HostSpec::min_free`).
+pub const DEFAULT_MIN_FREE_PCT: f64 = 6.0;
+
 /// How the simulated host's minFree (`PolicyConfig::min_free_mib`) is set.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+/// It scales every state threshold, so it decides how much free memory the
+/// ESXi-like and balloon_rs policies keep as a buffer against bursts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MinFree {
     /// `policy.min_free_mib` as given.
     Policy,
-    /// This percentage of the host's capacity, at least 16 MiB (scenario
-    /// files default to 6 %).
+    /// This percentage of the host's capacity (rounded down), at least
+    /// 16 MiB. The default, with [`DEFAULT_MIN_FREE_PCT`], as scenario files.
     Percent(f64),
     /// ESXi's sliding scale: 899 MiB for the first 28 GiB (prorated below
-    /// it) plus 1 % of the rest.
-    #[default]
+    /// it) plus 1 % of the rest; about 1 % on large hosts.
     EsxiScale,
+}
+
+impl Default for MinFree {
+    fn default() -> Self {
+        MinFree::Percent(DEFAULT_MIN_FREE_PCT)
+    }
 }
 
 impl MinFree {
@@ -123,7 +142,7 @@ impl MinFree {
     pub fn mib(self, policy_mib: u64, capacity: u64) -> u64 {
         match self {
             MinFree::Policy => policy_mib,
-            MinFree::Percent(p) => ((capacity as f64 * p / 100.0).round() as u64).max(16),
+            MinFree::Percent(p) => ((capacity as f64 * p / 100.0 + 1e-9).floor() as u64).max(16),
             MinFree::EsxiScale => {
                 let first = 28.0 * 1024.0;
                 let cap = capacity as f64;
@@ -1849,6 +1868,15 @@ mod tests {
         assert_eq!(MinFree::EsxiScale.mib(64, 14 * 1024), 450);
         assert_eq!(MinFree::EsxiScale.mib(64, 128 * 1024), 899 + 1024);
         assert_eq!(MinFree::EsxiScale.mib(64, 100), 16);
+        assert_eq!(MinFree::default(), MinFree::Percent(6.0));
+        // As scenario files: capacity * 6 / 100, at least 16.
+        for cap in [0u64, 100, 267, 4096, 10_000, 1_227_463] {
+            assert_eq!(
+                MinFree::default().mib(64, cap),
+                (cap * 6 / 100).max(16),
+                "{cap}"
+            );
+        }
         assert_eq!(MinFree::Percent(6.0).mib(64, 10_000), 600);
         assert_eq!(MinFree::Policy.mib(64, 10_000), 64);
     }
@@ -1912,18 +1940,30 @@ mod tests {
         let mut vm = Vm::new(&spec);
         vm.anon = 1000.0;
         vm.cache = 1000.0;
-        vm.ram = 3000.0; // 1000 stale
+        vm.ram = 3000.0; // 1000 stale, 1096 never touched
+                         // A small inflation returns touched (stale) pages first.
+        vm.target = 3896;
+        vm.move_balloon();
+        assert_eq!(vm.actual, 3896.0);
+        assert_eq!(vm.touched(), 2800.0);
+        assert_eq!(vm.working_set(), 2000.0);
+        // Asking below the floor: the guest stops at what it uses plus its
+        // floor, sheds page cache, and every stale page goes back.
         vm.target = 100;
         vm.move_balloon();
         let floor = 1000.0 + 4096.0 / 16.0;
         assert_eq!(vm.actual, floor);
-        assert!(vm.cache <= floor - 1000.0 - vm.reserve);
-        assert_eq!(vm.touched(), floor);
+        assert_eq!(vm.cache, floor - 1000.0 - vm.reserve);
+        assert_eq!(vm.touched(), vm.working_set());
+        assert_eq!(
+            vm.target, 100,
+            "the target stays; the guest holds at its floor"
+        );
         // Deflating gives the size back but touches nothing.
         vm.target = 4096;
         vm.move_balloon();
         assert_eq!(vm.actual, 4096.0);
-        assert_eq!(vm.ram, floor);
+        assert_eq!(vm.ram, 1000.0 + floor - 1000.0 - vm.reserve);
     }
 
     #[test]
@@ -1961,105 +2001,6 @@ mod tests {
             "refaults come back when the limit is lifted"
         );
         assert!((vm.touched() - 2500.0).abs() < 1e-9);
-    }
-
-    #[test]
-    #[ignore = "exploration: prints hard+low against overcommit"]
-    fn sweep_print() {
-        let env = |k: &str, d: f64| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d)
-        };
-        let cfg = SimConfig {
-            consolidation_steps: 0,
-            vms: env("VMS", 30.0) as usize,
-            tick_secs: env("TICK", 120.0),
-            seed: env("SEED", 1.0) as u64,
-            ..day(30)
-        };
-        let f = fleet(&cfg);
-        for kind in PolicyKind::ALL {
-            let mut line = format!("{:<11}", kind.name());
-            for i in 0..16 {
-                let oc = 1.3 + 0.05 * i as f64;
-                let r = run_once(&cfg, &f, kind, oc);
-                line += &format!(" {oc:.2}:{:.1}", r.hard_low_pct);
-            }
-            println!("{line}");
-        }
-    }
-
-    #[test]
-    #[ignore = "exploration: prints a run tick by tick"]
-    fn trace_print() {
-        let oc: f64 = std::env::var("OC")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2.2);
-        let kind = match std::env::var("KIND").as_deref() {
-            Ok("esxi") => PolicyKind::Esxi,
-            Ok("mom") => PolicyKind::Mom,
-            Ok("none") => PolicyKind::None,
-            _ => PolicyKind::BalloonRs,
-        };
-        let env = |k: &str, d: f64| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d)
-        };
-        let cfg = SimConfig {
-            consolidation_steps: 0,
-            vms: env("VMS", 30.0) as usize,
-            tick_secs: env("TICK", 120.0),
-            ..day(30)
-        };
-        let f = fleet(&cfg);
-        let mut sim = Sim::new(&cfg, &f, kind, oc);
-        println!("cap {} minfree {}", sim.capacity, sim.policy.min_free_mib);
-        for _ in 0..cfg.ticks() {
-            let before: f64 = sim.vms.iter().map(|v| v.ram).sum();
-            sim.step();
-            let ram: f64 = sim.vms.iter().map(|v| v.ram).sum();
-            let anon: f64 = sim.vms.iter().map(|v| v.anon).sum();
-            let ws: f64 = sim.vms.iter().map(|v| v.working_set()).sum();
-            let act: f64 = sim.vms.iter().map(|v| v.actual).sum();
-            let tgt: u64 = sim.vms.iter().map(|v| v.target).sum();
-            let z: f64 = sim.vms.iter().map(|v| v.zswap).sum();
-            let sw: f64 = sim.vms.iter().map(|v| v.swap).sum();
-            let lim = sim.vms.iter().filter(|v| v.limit.is_some()).count();
-            let floor: f64 = sim
-                .vms
-                .iter()
-                .map(|v| (v.anon + 0.2 * v.size).min(v.size))
-                .sum();
-            let below_target = sim
-                .vms
-                .iter()
-                .filter(|v| v.actual > v.target as f64 + 1.0)
-                .count();
-            println!(
-                "t {:5.2}h {:5} ram {:6.0} d {:+6.0} anon {:6.0} ws {:6.0} act {:6.0} tgt {:6} floor {:6.0} z {:5.0} sw {:5.0} lim {:2} oom {} free {:6.0} shared {:5.0} stuck {}",
-                sim.tick as f64 * cfg.tick_secs / 3600.0,
-                sim.state.host_state.name(),
-                ram,
-                ram - before,
-                anon,
-                ws,
-                act,
-                tgt,
-                floor,
-                z,
-                sw,
-                lim,
-                sim.pain.oom,
-                sim.capacity as f64 - (ram + z / ZSWAP_RATIO),
-                sim.sharing_savings(),
-                below_target,
-            );
-        }
     }
 
     #[test]
@@ -2107,15 +2048,14 @@ mod tests {
                 .find(|l| l.starts_with(&format!("{} ", kind.name())));
             assert!(row.is_some(), "no row for {}:\n{table}", kind.name());
         }
-        assert!(
-            table.contains("20 VMs") && table.contains("h+l%"),
-            "{table}"
-        );
+        assert!(table.contains("20 VMs") && table.contains("h+l"), "{table}");
         let header = lines.iter().position(|l| l.starts_with("policy")).unwrap();
         let width = lines[header].len();
-        for row in &lines[header + 2..] {
+        assert_eq!(lines[header + 1], "-".repeat(width));
+        for row in &lines[header + 2..header + 6] {
             assert_eq!(row.len(), width, "fixed width:\n{table}");
         }
+        assert!(render_json(&c).unwrap().contains("\"pain_at_max\""));
         let json = serde_json::to_string(&c).unwrap();
         let back: Comparison = serde_json::from_str(&json).unwrap();
         assert_eq!(back.results.len(), 4);

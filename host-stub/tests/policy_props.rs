@@ -164,6 +164,7 @@ fn config(kinds: &'static [PolicyKind], capacity: u64) -> impl Strategy<Value = 
                     ksm_step_up: up,
                     ksm_step_down: down,
                     ksm_sleep_ms: sleep,
+                    balloon_horizon_ticks: kmin % 8,
                 }
             },
         )
@@ -480,6 +481,7 @@ proptest! {
             ksm_step_up: ints.4,
             ksm_step_down: ints.5,
             ksm_sleep_ms: ints.6,
+            balloon_horizon_ticks: ints.6,
         };
         let guests: Vec<GuestView> = guests
             .into_iter()

@@ -1,43 +1,7 @@
 //! The simulator through its public API.
 
 use host_stub::policy::PolicyKind;
-use host_stub::simulate::{compare, render_json, render_table, run_policy, SimConfig};
-
-/// `name` from the environment, parsed, or `default`.
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Prints the comparison of the default configuration (500 VMs, a day) and
-/// how long it took. Run in release:
-/// `cargo test --release -p host-stub --test simulate -- --ignored --nocapture`
-/// (`SIM_VMS`, `SIM_HOURS`, `SIM_TICK`, `SIM_SEED`, `SIM_OVERCOMMIT` and
-/// `SIM_STEPS` override the defaults; `SIM_JSON=path` writes the JSON.)
-#[test]
-#[ignore = "prints the default comparison; slow in debug builds"]
-fn print_default_comparison() {
-    let d = SimConfig::default();
-    let cfg = SimConfig {
-        vms: env("SIM_VMS", d.vms),
-        hours: env("SIM_HOURS", d.hours),
-        tick_secs: env("SIM_TICK", d.tick_secs),
-        seed: env("SIM_SEED", d.seed),
-        overcommit: env("SIM_OVERCOMMIT", d.overcommit),
-        consolidation_steps: env("SIM_STEPS", d.consolidation_steps),
-        ..d
-    };
-    let start = std::time::Instant::now();
-    let c = compare(&cfg).unwrap();
-    let took = start.elapsed();
-    println!("{}", render_table(&c));
-    println!("compare took {:.2} s", took.as_secs_f64());
-    if let Ok(path) = std::env::var("SIM_JSON") {
-        std::fs::write(path, render_json(&c).unwrap()).unwrap();
-    }
-}
+use host_stub::simulate::{compare, render_table, run_policy, SimConfig};
 
 #[test]
 fn public_api_small_run() {
