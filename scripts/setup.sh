@@ -12,6 +12,8 @@ packages=(
 	flex bison bc libelf-dev libssl-dev cpio kmod xz-utils patch make
 	busybox-static                       # guest userland
 	qemu-system-x86                      # the emulator
+	pkg-config libfontconfig1-dev fonts-dejavu-core  # balloon-host's charts (plotters)
+	util-linux procps                    # mkswap/swapon for the swap tier; pgrep/pkill in tests
 )
 missing=()
 for p in "${packages[@]}"; do

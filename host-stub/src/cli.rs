@@ -245,6 +245,7 @@ fn attach_scenario(
             shares: 1000,
             driver: GuestDriver::BalloonRs,
             free_page_reporting: false,
+            deflate_on_oom: false,
             cpus: 1,
             workload: Vec::new(),
         });

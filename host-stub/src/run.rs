@@ -205,6 +205,9 @@ fn boot_guest(spec: &GuestSpec, cgroup: Option<&VmCgroup>) -> Result<Guest> {
     if spec.free_page_reporting {
         cfg.balloon_props.push("free-page-reporting=on".into());
     }
+    if spec.deflate_on_oom {
+        cfg.balloon_props.push("deflate-on-oom=on".into());
+    }
     cfg.cgroup_procs = cgroup.map(VmCgroup::procs);
     let mut g = Guest::boot(cfg)?;
     match spec.driver {
@@ -562,9 +565,14 @@ fn run_with(
             break;
         }
         let next = Duration::from_secs_f64(scenario.tick * samples.len() as f64);
-        if start.elapsed() >= Duration::from_secs_f64(scenario.duration)
-            || !sleep_unless(stop, next.saturating_sub(start.elapsed()).max(tick / 10))
-        {
+        if start.elapsed() >= Duration::from_secs_f64(scenario.duration) {
+            break;
+        }
+        if !sleep_unless(stop, next.saturating_sub(start.elapsed()).max(tick / 10)) {
+            eprintln!(
+                "balloon-host: interrupted at {:.0} s; stopping the guests and putting the host back",
+                start.elapsed().as_secs_f64()
+            );
             break;
         }
     }

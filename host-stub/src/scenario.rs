@@ -100,6 +100,10 @@ pub struct GuestSpec {
     /// Turn on the device's free page reporting.
     #[serde(default)]
     pub free_page_reporting: bool,
+    /// Let the guest take balloon pages back instead of OOM-killing
+    /// (the device's deflate-on-oom).
+    #[serde(default)]
+    pub deflate_on_oom: bool,
     /// vCPUs (default 1).
     #[serde(default = "default_cpus")]
     pub cpus: u32,

@@ -1,0 +1,172 @@
+//! `balloon-host` as a user runs it: bad input is a clear error that
+//! changes nothing; Ctrl-C and SIGKILL leave the host as it was (after
+//! `balloon-host restore` for SIGKILL, which no process can catch).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const BIN: &str = env!("CARGO_BIN_EXE_balloon-host");
+const JOURNAL: &str = "/run/balloon-host/journal.json";
+
+/// The machine-wide settings a run may change.
+fn host_settings() -> String {
+    [
+        "/sys/kernel/mm/ksm/run",
+        "/sys/kernel/mm/ksm/pages_to_scan",
+        "/sys/kernel/mm/ksm/sleep_millisecs",
+        "/sys/module/zswap/parameters/enabled",
+        "/proc/swaps",
+    ]
+    .iter()
+    .map(|f| format!("{f}: {}\n", std::fs::read_to_string(f).unwrap_or_default().trim()))
+    .collect()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("balloon-host-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+const SCENARIO: &str = r#"
+name = "cli"
+duration = 120
+tick = 1
+[host]
+capacity_mib = 600
+min_free_mib = 64
+swap_file_mib = 256
+[[guest]]
+name = "a"
+memory_mib = 256
+[[guest.workload]]
+at = 0
+mib = 100
+content = "dup"
+hold = 100
+"#;
+
+#[test]
+fn malformed_and_hostile_scenarios_are_clear_errors() -> TestResult {
+    let dir = scratch("bad");
+    let before = host_settings();
+    let cases: [(&str, &str, &[&str]); 6] = [
+        ("negative", "", &["line 12", "-5"]),
+        ("huge", "memory_mib = 256", &["memory_mib", "line 11"]),
+        ("unknown", "name = \"a\"", &["unknown field", "colour"]),
+        ("missing", "capacity_mib = 600", &["capacity_mib"]),
+        ("toobig", "mib = 100", &["workload[0].mib", "line 14"]),
+        ("garbage", "[host]", &["line"]),
+    ];
+    for (what, find, expect) in cases {
+        let text = match what {
+            "negative" => SCENARIO.replace("memory_mib = 256", "memory_mib = 256\nlimit_mib = -5"),
+            "huge" => SCENARIO.replace(find, "memory_mib = 99999999999"),
+            "unknown" => SCENARIO.replace(find, "name = \"a\"\ncolour = \"red\""),
+            "missing" => SCENARIO.replace(find, ""),
+            "toobig" => SCENARIO.replace(find, "mib = 256"),
+            _ => SCENARIO.replace(find, "[host"),
+        };
+        let path = dir.join(format!("{what}.toml"));
+        std::fs::write(&path, text)?;
+        let out = Command::new(BIN).arg("run").arg(&path).arg("--no-live").output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(err.contains(&path.display().to_string()), "{what}: {err}");
+        for e in expect {
+            assert!(err.contains(e), "{what}: expected {e:?} in: {err}");
+        }
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+    let out = Command::new(BIN).args(["run", "/nonexistent.toml"]).output()?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading /nonexistent.toml"));
+    let out = Command::new(BIN).args(["set", "/nonexistent.sock", "12Q"]).output()?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("size \"12Q\""));
+    assert_eq!(before, host_settings());
+    Ok(())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> TestResult {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("timed out waiting for {what}").into())
+}
+
+fn start_run(dir: &Path) -> Result<std::process::Child, Box<dyn std::error::Error>> {
+    let path = dir.join("s.toml");
+    std::fs::write(&path, SCENARIO)?;
+    Ok(Command::new(BIN)
+        .arg("run")
+        .arg(&path)
+        .arg("--no-live")
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?)
+}
+
+/// Ctrl-C (SIGINT) mid-run: the guests stop, the host is put back, the
+/// timeline and chart of what ran are written.
+#[test]
+fn ctrl_c_restores_the_host() -> TestResult {
+    let dir = scratch("int");
+    let before = host_settings();
+    let child = start_run(&dir)?;
+    let timeline = dir.join("out/timeline.jsonl");
+    wait_for("the first ticks", Duration::from_secs(120), || {
+        std::fs::read_to_string(&timeline).is_ok_and(|t| t.lines().count() >= 5)
+    })?;
+    assert_ne!(before, host_settings(), "the run changed nothing to restore");
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(before, host_settings());
+    assert!(!Path::new(JOURNAL).exists());
+    assert!(dir.join("out/memory.png").exists());
+    Ok(())
+}
+
+/// SIGKILL: nothing can run in the stub, its QEMUs die with it, the journal
+/// stays, a new run refuses to start, and `balloon-host restore` puts
+/// everything back.
+#[test]
+fn sigkill_then_restore() -> TestResult {
+    let dir = scratch("kill");
+    let before = host_settings();
+    let mut child = start_run(&dir)?;
+    let timeline = dir.join("out/timeline.jsonl");
+    wait_for("the first ticks", Duration::from_secs(120), || {
+        std::fs::read_to_string(&timeline).is_ok_and(|t| t.lines().count() >= 3)
+    })?;
+    child.kill()?;
+    child.wait()?;
+    assert!(Path::new(JOURNAL).exists(), "no journal after SIGKILL");
+    assert_ne!(before, host_settings());
+    let out = Command::new(BIN).arg("run").arg(dir.join("s.toml")).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("balloon-host restore"), "{err}");
+    let out = Command::new(BIN).arg("restore").output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(before, host_settings());
+    assert!(!Path::new(JOURNAL).exists());
+    wait_for("its QEMU to exit", Duration::from_secs(10), || {
+        !Command::new("pgrep")
+            .args(["-f", &format!("qemu-system[-]x86.*balloon_rs-a-{}-", child.id())])
+            .status()
+            .is_ok_and(|s| s.success())
+    })?;
+    Ok(())
+}
