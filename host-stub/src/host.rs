@@ -442,20 +442,24 @@ fn read_num(path: &Path) -> Result<u64> {
         .map_err(|e| Error::Host(format!("{}: {t:?}: {e}", path.display())))
 }
 
-/// KSM in directory `ksm`, if it is there and we may write it.
-pub fn ksm_available(ksm: &Path) -> Result<()> {
-    let run = ksm.join("run");
-    if !run.exists() {
+/// `what` is usable if its control `file` exists and we may write it.
+fn controllable(file: &Path, what: &str) -> Result<()> {
+    if !file.exists() {
         return Err(Error::Host(format!(
-            "no KSM on this host ({} does not exist)",
-            run.display()
+            "no {what} on this host ({} does not exist)",
+            file.display()
         )));
     }
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&run)
+        .open(file)
         .map(drop)
-        .map_err(|e| Error::Host(format!("cannot control KSM ({}): {e}", run.display())))
+        .map_err(|e| Error::Host(format!("cannot control {what} ({}): {e}", file.display())))
+}
+
+/// KSM in directory `ksm`, if it is there and we may write it.
+pub fn ksm_available(ksm: &Path) -> Result<()> {
+    controllable(&ksm.join("run"), "KSM")
 }
 
 /// Reads KSM's counters from directory `k`.
@@ -477,18 +481,7 @@ pub fn ksm_merging_mib(pid: u32) -> Option<f64> {
 
 /// zswap (module parameters in `zswap`), if it is there and we may turn it on.
 pub fn zswap_available(zswap: &Path) -> Result<()> {
-    let p = zswap.join("enabled");
-    if !p.exists() {
-        return Err(Error::Host(format!(
-            "no zswap on this host ({} does not exist)",
-            p.display()
-        )));
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .map(drop)
-        .map_err(|e| Error::Host(format!("cannot control zswap ({}): {e}", p.display())))
+    controllable(&zswap.join("enabled"), "zswap")
 }
 
 /// A process's resident and swapped memory, MiB.

@@ -108,6 +108,15 @@ impl Thresholds {
         }
     }
 
+    /// What is wrong with these thresholds, if anything.
+    pub fn problem(&self) -> Option<String> {
+        let ordered = [self.high, self.clear, self.soft, self.hard];
+        let bad = ordered.iter().any(|v| !v.is_finite() || *v <= 0.0)
+            || ordered.windows(2).any(|w| w[0] <= w[1])
+            || !(self.hysteresis_pct.is_finite() && (0.0..=400.0).contains(&self.hysteresis_pct));
+        bad.then(|| "need high > clear > soft > hard > 0 and hysteresis_pct in 0..=400".to_string())
+    }
+
     /// The state free memory alone puts the host in, without hysteresis.
     pub fn classify(&self, free_mib: f64, min_free_mib: f64) -> HostState {
         let pct = 100.0 * free_mib / min_free_mib.max(1.0);
@@ -254,6 +263,54 @@ impl Default for PolicyConfig {
             ksm_sleep_ms: 20,
             balloon_horizon_ticks: 3,
         }
+    }
+}
+
+impl PolicyConfig {
+    /// The first tunable out of range, as (key, message); `min_free_mib`
+    /// and the thresholds are the caller's (they belong to the host).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        for (key, v, lo, hi) in [
+            ("guest_free_pct", self.guest_free_pct, 0.0, 90.0),
+            ("step_pct", self.step_pct, 0.01, 100.0),
+            ("min_change_pct", self.min_change_pct, 0.0, 50.0),
+            ("idle_tax", self.idle_tax, 0.0, 0.99),
+        ] {
+            if !(v.is_finite() && v >= lo && v <= hi) {
+                return Some((key, format!("{key} {v}: must be between {lo} and {hi}")));
+            }
+        }
+        if self.ksm_min_pages == 0
+            || self.ksm_min_pages > self.ksm_max_pages
+            || self.ksm_max_pages > 1 << 20
+        {
+            return Some((
+                "ksm_max_pages",
+                format!(
+                    "ksm_min_pages {} / ksm_max_pages {}: need 1 <= min <= max <= 1048576",
+                    self.ksm_min_pages, self.ksm_max_pages
+                ),
+            ));
+        }
+        if self.ksm_sleep_ms == 0 || self.ksm_sleep_ms > 60_000 {
+            return Some((
+                "ksm_sleep_ms",
+                format!(
+                    "ksm_sleep_ms {}: must be between 1 and 60000",
+                    self.ksm_sleep_ms
+                ),
+            ));
+        }
+        if self.balloon_horizon_ticks > 1000 {
+            return Some((
+                "balloon_horizon_ticks",
+                format!(
+                    "balloon_horizon_ticks {}: at most 1000",
+                    self.balloon_horizon_ticks
+                ),
+            ));
+        }
+        None
     }
 }
 

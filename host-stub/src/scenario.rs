@@ -296,56 +296,20 @@ impl Scenario {
                 h.swap_file_mib
             ));
         }
-        let t = &h.thresholds;
-        let ordered = [t.high, t.clear, t.soft, t.hard];
-        if ordered.iter().any(|v| !v.is_finite() || *v <= 0.0)
-            || ordered.windows(2).any(|w| w[0] <= w[1])
-            || !(0.0..=400.0).contains(&t.hysteresis_pct)
-        {
-            return Err(format!(
-                "line {}: host.thresholds: need high > clear > soft > hard > 0 and hysteresis_pct in 0..=400",
-                host_at("high")
-            ));
+        if let Some(m) = h.thresholds.problem() {
+            return Err(format!("line {}: host.thresholds: {m}", host_at("high")));
         }
-        let p = &self.policy;
         let policy_span = text.find("[policy]").map_or(top.clone(), |i| i..text.len());
-        for (key, v, lo, hi) in [
-            ("guest_free_pct", p.guest_free_pct, 0.0, 90.0),
-            ("step_pct", p.step_pct, 0.01, 100.0),
-            ("min_change_pct", p.min_change_pct, 0.0, 50.0),
-            ("idle_tax", p.idle_tax, 0.0, 0.99),
-        ] {
-            if !(v.is_finite() && v >= lo && v <= hi) {
-                return Err(format!(
-                    "line {}: policy.{key} {v}: must be between {lo} and {hi}",
-                    key_line(text, policy_span.clone(), key)
-                ));
-            }
+        if let Some((key, m)) = self.policy.problem() {
+            return Err(format!(
+                "line {}: policy.{m}",
+                key_line(text, policy_span.clone(), key)
+            ));
         }
         if self.policy.min_free_mib != PolicyConfig::default().min_free_mib {
             return Err(format!(
                 "line {}: policy.min_free_mib: set host.min_free_mib instead",
-                key_line(text, policy_span.clone(), "min_free_mib")
-            ));
-        }
-        if p.ksm_min_pages == 0 || p.ksm_min_pages > p.ksm_max_pages || p.ksm_max_pages > 1 << 20 {
-            return Err(format!(
-                "line {}: policy.ksm_min_pages/ksm_max_pages: need 1 <= min <= max <= 1048576",
-                key_line(text, policy_span.clone(), "ksm_max_pages")
-            ));
-        }
-        if p.ksm_sleep_ms == 0 || p.ksm_sleep_ms > 60_000 {
-            return Err(format!(
-                "line {}: policy.ksm_sleep_ms {}: must be between 1 and 60000",
-                key_line(text, policy_span, "ksm_sleep_ms"),
-                p.ksm_sleep_ms
-            ));
-        }
-        if self.policy.balloon_horizon_ticks > 1000 {
-            return Err(format!(
-                "line {}: policy.balloon_horizon_ticks {}: at most 1000",
-                key_line(text, top.clone(), "balloon_horizon_ticks"),
-                self.policy.balloon_horizon_ticks
+                key_line(text, policy_span, "min_free_mib")
             ));
         }
         if self.guest.is_empty() {

@@ -255,33 +255,11 @@ impl SimConfig {
             }
             _ => {}
         }
-        let t = &self.policy.thresholds;
-        let ordered = [t.high, t.clear, t.soft, t.hard];
-        if ordered.iter().any(|v| !v.is_finite() || *v <= 0.0)
-            || ordered.windows(2).any(|w| w[0] <= w[1])
-            || !(t.hysteresis_pct.is_finite() && (0.0..=400.0).contains(&t.hysteresis_pct))
-        {
-            return bad("policy.thresholds: need high > clear > soft > hard > 0 and hysteresis_pct in 0..=400".into());
+        if let Some(m) = self.policy.thresholds.problem() {
+            return bad(format!("policy.thresholds: {m}"));
         }
-        let p = &self.policy;
-        for (key, v, lo, hi) in [
-            ("guest_free_pct", p.guest_free_pct, 0.0, 90.0),
-            ("step_pct", p.step_pct, 0.01, 100.0),
-            ("min_change_pct", p.min_change_pct, 0.0, 50.0),
-            ("idle_tax", p.idle_tax, 0.0, 0.99),
-        ] {
-            if !(v.is_finite() && v >= lo && v <= hi) {
-                return bad(format!("policy.{key} {v}: must be between {lo} and {hi}"));
-            }
-        }
-        if p.ksm_min_pages == 0 || p.ksm_min_pages > p.ksm_max_pages {
-            return bad(format!(
-                "policy.ksm_min_pages {} / ksm_max_pages {}: need 1 <= min <= max",
-                p.ksm_min_pages, p.ksm_max_pages
-            ));
-        }
-        if p.ksm_sleep_ms == 0 {
-            return bad("policy.ksm_sleep_ms 0: must be at least 1".into());
+        if let Some((_, m)) = self.policy.problem() {
+            return bad(format!("policy.{m}"));
         }
         Ok(())
     }

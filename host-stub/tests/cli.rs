@@ -6,24 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::host_settings;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const BIN: &str = env!("CARGO_BIN_EXE_balloon-host");
 const JOURNAL: &str = "/run/balloon-host/journal.json";
-
-/// The machine-wide settings a run may change.
-fn host_settings() -> String {
-    [
-        "/sys/kernel/mm/ksm/run",
-        "/sys/kernel/mm/ksm/pages_to_scan",
-        "/sys/kernel/mm/ksm/sleep_millisecs",
-        "/sys/module/zswap/parameters/enabled",
-        "/proc/swaps",
-    ]
-    .iter()
-    .map(|f| format!("{f}: {}\n", std::fs::read_to_string(f).unwrap_or_default().trim()))
-    .collect()
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("balloon-host-cli-{name}-{}", std::process::id()));
@@ -73,7 +62,11 @@ fn malformed_and_hostile_scenarios_are_clear_errors() -> TestResult {
         };
         let path = dir.join(format!("{what}.toml"));
         std::fs::write(&path, text)?;
-        let out = Command::new(BIN).arg("run").arg(&path).arg("--no-live").output()?;
+        let out = Command::new(BIN)
+            .arg("run")
+            .arg(&path)
+            .arg("--no-live")
+            .output()?;
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{what}: {err}");
         assert!(err.contains(&path.display().to_string()), "{what}: {err}");
@@ -82,9 +75,13 @@ fn malformed_and_hostile_scenarios_are_clear_errors() -> TestResult {
         }
         assert!(!err.contains("panicked"), "{what}: {err}");
     }
-    let out = Command::new(BIN).args(["run", "/nonexistent.toml"]).output()?;
+    let out = Command::new(BIN)
+        .args(["run", "/nonexistent.toml"])
+        .output()?;
     assert!(String::from_utf8_lossy(&out.stderr).contains("reading /nonexistent.toml"));
-    let out = Command::new(BIN).args(["set", "/nonexistent.sock", "12Q"]).output()?;
+    let out = Command::new(BIN)
+        .args(["set", "/nonexistent.sock", "12Q"])
+        .output()?;
     assert!(String::from_utf8_lossy(&out.stderr).contains("size \"12Q\""));
     assert_eq!(before, host_settings());
     Ok(())
@@ -126,7 +123,11 @@ fn ctrl_c_restores_the_host() -> TestResult {
     wait_for("the first ticks", Duration::from_secs(120), || {
         std::fs::read_to_string(&timeline).is_ok_and(|t| t.lines().count() >= 5)
     })?;
-    assert_ne!(before, host_settings(), "the run changed nothing to restore");
+    assert_ne!(
+        before,
+        host_settings(),
+        "the run changed nothing to restore"
+    );
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output()?;
@@ -155,16 +156,29 @@ fn sigkill_then_restore() -> TestResult {
     child.wait()?;
     assert!(Path::new(JOURNAL).exists(), "no journal after SIGKILL");
     assert_ne!(before, host_settings());
-    let out = Command::new(BIN).arg("run").arg(dir.join("s.toml")).output()?;
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(dir.join("s.toml"))
+        .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("balloon-host restore"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("balloon-host restore"),
+        "{err}"
+    );
     let out = Command::new(BIN).arg("restore").output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(before, host_settings());
     assert!(!Path::new(JOURNAL).exists());
     wait_for("its QEMU to exit", Duration::from_secs(10), || {
         !Command::new("pgrep")
-            .args(["-f", &format!("qemu-system[-]x86.*balloon_rs-a-{}-", child.id())])
+            .args([
+                "-f",
+                &format!("qemu-system[-]x86.*balloon_rs-a-{}-", child.id()),
+            ])
             .status()
             .is_ok_and(|s| s.success())
     })?;

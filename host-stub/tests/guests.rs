@@ -10,39 +10,10 @@ use host_stub::timeline::{Sample, VmStatus};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
+use common::host_settings;
 
-/// Every host setting a run may touch, as text.
-fn host_settings(dir: &Path) -> String {
-    let mut s = String::new();
-    for f in [
-        "/sys/kernel/mm/ksm/run",
-        "/sys/kernel/mm/ksm/pages_to_scan",
-        "/sys/kernel/mm/ksm/sleep_millisecs",
-        "/sys/module/zswap/parameters/enabled",
-        "/proc/swaps",
-    ] {
-        s.push_str(&format!(
-            "{f}: {}\n",
-            std::fs::read_to_string(f).unwrap_or_default().trim()
-        ));
-    }
-    let own = host_stub::host::CgroupFs::detect().map(|c| c.own().to_path_buf());
-    if let Ok(own) = own {
-        let mut children: Vec<String> = std::fs::read_dir(&own)
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        children.sort();
-        s.push_str(&format!("cgroups under {}: {children:?}\n", own.display()));
-    }
-    s.push_str(&format!("journal: {}\n", dir.join("journal.json").exists()));
-    s
-}
+type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn out_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("balloon-host-test-{name}-{}", std::process::id()));
@@ -64,11 +35,12 @@ fn run_scenario(
     opts.swap_file =
         std::env::temp_dir().join(format!("balloon-host-test-{}.swap", std::process::id()));
     tweak(&mut opts);
-    let before = host_settings(&dir);
+    let before = host_settings();
     let stop = AtomicBool::new(false);
     let report = run::run(&sc, &opts, &stop)?;
-    let after = host_settings(&dir);
+    let after = host_settings();
     assert_eq!(before, after, "host settings changed by the run");
+    assert!(!dir.join("journal.json").exists(), "journal left behind");
     assert!(
         report.restore_failures.is_empty(),
         "{:?}",
