@@ -378,6 +378,12 @@ fn run_with(
                 },
                 None => None,
             };
+            if let Some((n, a)) = o.as_ref().and_then(|o| o.changes) {
+                events.push(format!(
+                    "{}: BALLOON_CHANGE x{n}, now {a} MiB",
+                    vm.spec.name
+                ));
+            }
             obs.push(o);
         }
         let ksm = if mech.tiers.sharing {
@@ -625,6 +631,8 @@ struct Observed {
     mem: Option<GuestMem>,
     /// Stats updated within the last few seconds.
     fresh: bool,
+    /// `BALLOON_CHANGE` events since the last tick: (count, last actual MiB).
+    changes: Option<(usize, u64)>,
     guest: BTreeMap<String, f64>,
 }
 
@@ -658,6 +666,10 @@ fn observe(c: &mut Conn) -> Result<Observed> {
     c.alive()?;
     let actual = c.qmp().guest_size()? / MIB;
     let stats = c.qmp().guest_stats()?;
+    let events = std::mem::take(&mut c.qmp().balloon_changes);
+    let changes = events
+        .last()
+        .map(|&a| (events.len(), a.max(0) as u64 / MIB));
     let (rss, swap) = host::process_mem(c.pid())?;
     let merging = host::ksm_merging_mib(c.pid()).unwrap_or(0.0);
     let guest = dommemstat(&stats.stats);
@@ -684,6 +696,7 @@ fn observe(c: &mut Conn) -> Result<Observed> {
         merging,
         mem,
         fresh,
+        changes,
         guest,
     })
 }

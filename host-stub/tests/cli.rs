@@ -184,3 +184,104 @@ fn sigkill_then_restore() -> TestResult {
     })?;
     Ok(())
 }
+
+/// A guest someone else started: `status` shows it, `set` moves its
+/// balloon (and refuses more than the guest has), and `attach` manages it
+/// under pressure without owning it — the guest lives on afterwards.
+#[test]
+fn status_set_and_attach_a_running_guest() -> TestResult {
+    use qemu_test::{Driver, Guest, GuestConfig, MIB};
+    let dir = scratch("attach");
+    let before = host_settings();
+    // The harness holds the guest's own QMP socket (QEMU serves one client
+    // per socket), so the guest gets a second one for balloon-host.
+    let sock = dir.join("qmp.sock");
+    let sock_s = sock.display().to_string();
+    let mut cfg = GuestConfig::new("attached")?;
+    cfg.mem_mib = 384;
+    cfg.cpus = 1;
+    cfg.extra_qemu_args = vec!["-qmp".into(), format!("unix:{sock_s},server=on,wait=off")];
+    let mut g = Guest::boot(cfg)?;
+    g.load(Driver::BalloonRs)?;
+    // A socket another client holds is a clear error, not a hang.
+    let busy = g.dir().join("qmp.sock").display().to_string();
+    let out = Command::new(BIN).args(["status", &busy]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("another client"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN).args(["status", &sock_s]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(&sock_s) && text.contains(" 384 "), "{text}");
+
+    let out = Command::new(BIN)
+        .args(["set", &sock_s, "300M", "--wait", "60"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(g.qmp().guest_size()?, 300 * MIB);
+    let out = Command::new(BIN).args(["set", &sock_s, "1G"]).output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("more than the guest's 384 MiB"),
+        "{err}"
+    );
+    assert_eq!(
+        g.qmp().guest_size()?,
+        300 * MIB,
+        "a refused set changed the target"
+    );
+    g.qmp().set_guest_size(384 * MIB)?;
+    g.qmp()
+        .wait_guest_size(384 * MIB, Duration::from_secs(60))?;
+
+    // Memory the guest freed but QEMU still holds: something to reclaim.
+    g.sh("balloon-guest workload --mib 200 --content text --hold 1")?;
+    let rss_before = g.rss_kib()? / 1024;
+    let out = Command::new(BIN)
+        .args([
+            "attach",
+            "--capacity",
+            "240",
+            "--min-free",
+            "40",
+            "--duration",
+            "25",
+            "--tick",
+            "1",
+        ])
+        .args(["--tiers", "ballooning", "--no-live", "--out"])
+        .arg(dir.join("out"))
+        .arg(format!("a={sock_s}"))
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let samples = host_stub::timeline::read(&dir.join("out/timeline.jsonl"))?;
+    let min_target = samples.iter().map(|s| s.vms[0].target).min().unwrap_or(384);
+    assert!(
+        min_target <= 384 - 64,
+        "attach ballooned only to {min_target} MiB"
+    );
+    g.check_alive("after attach")?;
+    let rss_after = g.rss_kib()? / 1024;
+    assert!(
+        rss_after + 64 <= rss_before,
+        "QEMU RSS {rss_before} -> {rss_after} MiB"
+    );
+    assert!(samples
+        .iter()
+        .any(|s| s.events.iter().any(|e| e.contains("BALLOON_CHANGE"))));
+    g.shutdown()?;
+    assert_eq!(before, host_settings());
+    Ok(())
+}

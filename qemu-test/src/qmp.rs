@@ -52,14 +52,42 @@ impl Qmp {
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         };
+        // QEMU greets at once, unless another client holds this socket (it
+        // serves one client per -qmp socket): wait for the greeting no
+        // longer than the connect timeout.
+        let greeting = timeout.max(Duration::from_secs(2));
         stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
+            .set_read_timeout(Some(greeting))
             .map_err(Error::io("setting the QMP read timeout"))?;
         let reader = stream
             .try_clone()
             .map_err(Error::io("cloning the QMP socket"))?;
+        let timeouts = stream
+            .try_clone()
+            .map_err(Error::io("cloning the QMP socket"))?;
         let mut inner = qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(reader), stream));
-        inner.handshake().map_err(qmp_err("qmp_capabilities"))?;
+        inner.handshake().map_err(|e| Error::Qmp {
+            command: "qmp_capabilities".into(),
+            message: match &e {
+                qapi::ExecuteError::Io(io)
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    format!(
+                        "{}: no QMP greeting within {} s; is another client connected? \
+                     QEMU serves one client per -qmp socket (give it a second -qmp)",
+                        path.display(),
+                        greeting.as_secs()
+                    )
+                }
+                _ => e.to_string(),
+            },
+        })?;
+        timeouts
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(Error::io("setting the QMP read timeout"))?;
         Ok(Self {
             inner,
             balloon_path: format!("/machine/peripheral/{balloon_id}"),
