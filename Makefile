@@ -21,7 +21,7 @@ GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN = target/$(GUEST_TARGET)/release/balloon-guest
 
 .PHONY: all module setup kernel kernel-debug clippy rustfmt rustfmtcheck guest \
-	test test-unit test-guest test-host test-debug module-debug bench run demo simulate clean help
+	test test-unit test-guest test-host test-debug test-reliability module-debug bench run demo simulate clean help
 
 all: module
 
@@ -94,6 +94,16 @@ test-debug: module-debug guest
 	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko BALLOON_RS_GUEST_MIB=1024 \
 		BALLOON_RS_APPEND="rcupdate.rcu_cpu_stall_timeout=300" \
 		cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),1)
+
+# Reliability: every guest test on the debug kernel, plus the ones that need
+# it (page-allocation fault injection), then the host stub's abuse tests.
+# About 40 minutes; not part of `make test`.
+test-reliability: module-debug guest
+	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko BALLOON_RS_GUEST_MIB=1024 \
+		BALLOON_RS_APPEND="rcupdate.rcu_cpu_stall_timeout=300" \
+		cargo test --no-fail-fast -p qemu-test --test '*' -- --include-ignored --test-threads=$(or $(GUEST_JOBS),1)
+	cargo test --no-fail-fast -p host-stub --test cli --test guests -- --test-threads=1
+	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: reliability tests left the QEMU processes above running" >&2; exit 1; fi
 
 # Benchmark (not a test): balloon_rs against the C driver, side by side.
 bench: kernel module guest

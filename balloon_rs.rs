@@ -79,9 +79,6 @@ const FLOOR_RETRY_MS: u32 = 1000;
 /// At most one "holding at the floor" message per this many ms.
 const FLOOR_LOG_INTERVAL_MS: u64 = 10_000;
 
-/// `VIRTIO_RING_F_INDIRECT_DESC` from `uapi/linux/virtio_ring.h`, which the
-/// bindings do not include.
-const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
 
 /// Queue indices in `find_vqs` order (C's `enum virtio_balloon_vq`). Queues
 /// of features not negotiated get no name and no index on the device (QEMU
@@ -928,7 +925,7 @@ impl virtio::Driver for BalloonDriver {
         }
         // As C: no indirect descriptors (no allocation when adding buffers),
         // and no platform DMA translation for the PFNs.
-        dev.clear(VIRTIO_RING_F_INDIRECT_DESC);
+        dev.clear(bindings::VIRTIO_RING_F_INDIRECT_DESC);
         dev.clear(bindings::VIRTIO_F_ACCESS_PLATFORM);
         Ok(())
     }

@@ -38,6 +38,9 @@ pub enum Command {
         /// Print the table as lines instead of redrawing it.
         #[arg(long)]
         no_live: bool,
+        /// Serve Prometheus metrics at ADDR (e.g. 127.0.0.1:9187).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Manage QEMU guests that are already running, by their QMP sockets.
     Attach {
@@ -66,6 +69,9 @@ pub enum Command {
         /// Print the table as lines instead of redrawing it.
         #[arg(long)]
         no_live: bool,
+        /// Serve Prometheus metrics at ADDR (e.g. 127.0.0.1:9187).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// One-shot table of running guests by their QMP sockets.
     Status {
@@ -280,6 +286,7 @@ pub fn main(cli: Cli) -> Result<()> {
             scenario,
             out,
             no_live,
+            metrics,
         } => {
             let sc = Scenario::load(&scenario)?;
             let stop = run::interrupt_flag()?;
@@ -288,6 +295,7 @@ pub fn main(cli: Cli) -> Result<()> {
                 opts.out_dir = o;
             }
             opts.live &= !no_live;
+            opts.metrics = metrics;
             finish(run::run(&sc, &opts, &stop)?)
         }
         Command::Attach {
@@ -299,6 +307,7 @@ pub fn main(cli: Cli) -> Result<()> {
             tiers,
             out,
             no_live,
+            metrics,
         } => {
             let (sc, sockets) =
                 attach_scenario(&guests, capacity, min_free, duration, tick, &tiers)?;
@@ -306,6 +315,7 @@ pub fn main(cli: Cli) -> Result<()> {
             let mut opts = RunOptions::for_scenario(&sc.name);
             opts.out_dir = out;
             opts.live &= !no_live;
+            opts.metrics = metrics;
             finish(run::attach(&sc, &sockets, &opts, &stop)?)
         }
         Command::Status { sockets } => {

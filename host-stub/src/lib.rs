@@ -14,6 +14,7 @@ pub mod chart;
 pub mod cli;
 pub mod error;
 pub mod host;
+pub mod metrics;
 pub mod policy;
 pub mod run;
 pub mod scenario;

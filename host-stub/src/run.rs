@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub ksm_dir: PathBuf,
     /// zswap's module parameters.
     pub zswap_dir: PathBuf,
+    /// Serve Prometheus metrics here while running.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl RunOptions {
@@ -46,6 +48,7 @@ impl RunOptions {
             swap_file: PathBuf::from(format!("/var/tmp/balloon-host-{}.swap", std::process::id())),
             ksm_dir: PathBuf::from(host::KSM),
             zswap_dir: PathBuf::from(host::ZSWAP),
+            metrics: None,
         }
     }
 }
@@ -344,6 +347,11 @@ fn run_with(
     }
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(Error::io(format!("creating {}", opts.out_dir.display())))?;
+    let latest: crate::metrics::Latest = Default::default();
+    if let Some(addr) = opts.metrics {
+        let bound = crate::metrics::serve(addr, latest.clone())?;
+        eprintln!("balloon-host: metrics on http://{bound}/metrics");
+    }
     let timeline_path = opts.out_dir.join("timeline.jsonl");
     let mut writer = timeline::Writer::create(&timeline_path)?;
     let cfg = scenario.policy_config();
@@ -564,6 +572,9 @@ fn run_with(
             events,
         };
         writer.write(&sample)?;
+        if let Ok(mut l) = latest.lock() {
+            *l = Some(sample.clone());
+        }
         table::show(&sample, &scenario.name, opts.live);
         samples.push(sample);
         if vms.iter().all(|v| v.status == VmStatus::Lost) {

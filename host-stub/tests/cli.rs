@@ -98,13 +98,17 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Test
     Err(format!("timed out waiting for {what}").into())
 }
 
-fn start_run(dir: &Path) -> Result<std::process::Child, Box<dyn std::error::Error>> {
+fn start_run(
+    dir: &Path,
+    extra: &[&str],
+) -> Result<std::process::Child, Box<dyn std::error::Error>> {
     let path = dir.join("s.toml");
     std::fs::write(&path, SCENARIO)?;
     Ok(Command::new(BIN)
         .arg("run")
         .arg(&path)
         .arg("--no-live")
+        .args(extra)
         .arg("--out")
         .arg(dir.join("out"))
         .stdout(Stdio::null())
@@ -118,7 +122,12 @@ fn start_run(dir: &Path) -> Result<std::process::Child, Box<dyn std::error::Erro
 fn ctrl_c_restores_the_host() -> TestResult {
     let dir = scratch("int");
     let before = host_settings();
-    let child = start_run(&dir)?;
+    // A free port for the metrics endpoint.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = start_run(&dir, &["--metrics", &addr])?;
     let timeline = dir.join("out/timeline.jsonl");
     wait_for("the first ticks", Duration::from_secs(120), || {
         std::fs::read_to_string(&timeline).is_ok_and(|t| t.lines().count() >= 5)
@@ -147,7 +156,7 @@ fn ctrl_c_restores_the_host() -> TestResult {
 fn sigkill_then_restore() -> TestResult {
     let dir = scratch("kill");
     let before = host_settings();
-    let mut child = start_run(&dir)?;
+    let mut child = start_run(&dir, &[])?;
     let timeline = dir.join("out/timeline.jsonl");
     wait_for("the first ticks", Duration::from_secs(120), || {
         std::fs::read_to_string(&timeline).is_ok_and(|t| t.lines().count() >= 3)

@@ -1,0 +1,63 @@
+//! Helpers shared by the guest test files.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use qemu_test::{ensure, Guest, Result, MIB};
+use std::time::{Duration, Instant};
+
+/// How long a balloon may take to reach a target under TCG on a busy host.
+pub const SETTLE: Duration = Duration::from_secs(180);
+
+/// Sets the guest size and waits until `actual` is exactly that.
+pub fn resize(g: &mut Guest, guest_mib: u64) -> Result<()> {
+    g.qmp().set_guest_size(guest_mib * MIB)?;
+    let (reached, actual) = g.qmp().wait_guest_size(guest_mib * MIB, SETTLE)?;
+    ensure!(
+        reached,
+        "actual {} MiB never reached the {guest_mib} MiB target in {} s",
+        actual / MIB,
+        SETTLE.as_secs()
+    );
+    Ok(())
+}
+
+/// Checks that every page came back: MemTotal exactly `baseline.0` KiB, and
+/// MemFree within `slack_mib` of `baseline.1` KiB once the per-cpu lists
+/// drained (freed pages sit there for seconds, TOOLCHAIN.md; up to 40 s).
+pub fn memory_back(g: &mut Guest, baseline: (u64, u64), slack_mib: u64, when: &str) -> Result<()> {
+    let (total0, free0) = baseline;
+    let total = g.meminfo()?.kib("MemTotal")?;
+    ensure!(
+        total == total0,
+        "MemTotal {total} KiB {when}, baseline {total0} KiB (must be exact)"
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let free = g.meminfo()?.kib("MemFree")?;
+        if free + slack_mib * 1024 >= free0 {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "MemFree {free} KiB {when}, baseline {free0} KiB (tolerance {slack_mib} MiB)"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A deterministic pseudo-random sequence for the target storm.
+pub fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Checks that the guest answers a command within 10 s.
+pub fn responsive(g: &mut Guest, when: &str) -> Result<()> {
+    let t = Instant::now();
+    let out = g.run_timeout("cat /proc/loadavg", Duration::from_secs(10))?;
+    ensure!(out.code == 0, "guest command failed {when}: {}", out.text);
+    tracing::debug!(when, ms = t.elapsed().as_millis() as u64, "guest answered");
+    Ok(())
+}

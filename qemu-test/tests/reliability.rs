@@ -1,0 +1,258 @@
+//! Reliability under abuse: rmmod in the middle of a large inflation, device
+//! unplug with a full balloon, 1000 target changes in a row, inflation while
+//! a workload fills the guest, and (on the debug kernel) a kmemleak scan
+//! after rmmod. Every test ends with `Guest::shutdown`, which fails on any
+//! kernel warning, KASAN or lockdep report in the console log.
+
+use qemu_test::{ensure, Driver, Guest, GuestConfig, Result, MIB};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{memory_back, resize, responsive, xorshift, SETTLE};
+
+qemu_test::both_drivers!(
+    rmmod_during_a_large_inflation_returns_every_page,
+    device_del_with_a_full_balloon_returns_every_page,
+    a_thousand_targets_in_a_row_then_the_last_exactly,
+);
+
+fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
+    GuestConfig::new(&format!("{test}-{driver}"))
+}
+
+/// MemTotal and MemFree (KiB) with the driver loaded and the balloon empty.
+fn baseline(g: &mut Guest) -> Result<(u64, u64)> {
+    let m = g.meminfo()?;
+    Ok((m.kib("MemTotal")?, m.kib("MemFree")?))
+}
+
+/// If the kernel has kmemleak (the debug kernel), scans and fails on any
+/// unreferenced object allocated by a balloon driver. Returns whether a scan
+/// ran.
+fn kmemleak_clean(g: &mut Guest, driver: Driver) -> Result<bool> {
+    let probe = g.run("test -w /sys/kernel/debug/kmemleak")?;
+    if probe.code != 0 {
+        return Ok(false);
+    }
+    // Two scans: kmemleak reports an object only when it was unreferenced
+    // in two consecutive scans.
+    g.sh(
+        "echo scan > /sys/kernel/debug/kmemleak; sleep 6; echo scan > /sys/kernel/debug/kmemleak",
+    )?;
+    let report = g.sh("cat /sys/kernel/debug/kmemleak")?;
+    let ours: Vec<&str> = report
+        .split("unreferenced object")
+        .filter(|r| r.contains(driver.module_name()) || r.contains("balloon"))
+        .collect();
+    ensure!(
+        ours.is_empty(),
+        "kmemleak after rmmod {}:\n{}",
+        driver.module_name(),
+        ours.join("\n---\n")
+    );
+    Ok(true)
+}
+
+/// rmmod while the driver is inflating 3/4 of the guest: the module goes,
+/// every page comes back (MemTotal exact, MemFree within 8 MiB), QEMU sees
+/// the balloon empty, and a reload inflates normally.
+fn rmmod_during_a_large_inflation_returns_every_page(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("rmmod-mid", driver)?)?;
+    let size = g.config.mem_mib;
+    g.load(driver)?;
+    let base = baseline(&mut g)?;
+    g.qmp().set_guest_size(size / 4 * MIB)?;
+    // Right away: the agent answers within milliseconds, inflation of
+    // 3/4 of the guest takes longer.
+    g.unload(driver)?;
+    let after_rmmod = g.qmp().guest_size()? / MIB;
+    tracing::info!(after_rmmod, "actual when rmmod returned");
+    memory_back(&mut g, base, 8, "after rmmod mid-inflation")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while g.qmp().guest_size()? != size * MIB {
+        ensure!(
+            Instant::now() < deadline,
+            "QEMU still sees a balloon after rmmod"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    g.load(driver)?;
+    resize(&mut g, size / 2)?;
+    g.unload(driver)?;
+    memory_back(&mut g, base, 8, "after the reload and rmmod")?;
+    kmemleak_clean(&mut g, driver)?;
+    g.shutdown()
+}
+
+/// QMP `device_del` of the balloon device while it holds half the guest:
+/// the guest ejects it (ACPI PCI hotplug), the driver's remove gives every
+/// page back, QEMU drops the device, and the module unloads.
+fn device_del_with_a_full_balloon_returns_every_page(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("unplug", driver)?)?;
+    let size = g.config.mem_mib;
+    g.load(driver)?;
+    let base = baseline(&mut g)?;
+    resize(&mut g, size / 2)?;
+    g.qmp().execute(&qapi::qmp::device_del {
+        id: qemu_test::guest::BALLOON_ID.into(),
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Once the device is gone, QEMU answers "No balloon device".
+        if g.qmp().guest_size().is_err() {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the guest never ejected the balloon device"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    memory_back(&mut g, base, 8, "after device_del")?;
+    let bound = g.bound_driver()?;
+    ensure!(
+        bound.is_none(),
+        "a driver still bound after unplug: {bound:?}"
+    );
+    g.unload(driver)?;
+    kmemleak_clean(&mut g, driver)?;
+    responsive(&mut g, "after unplug and rmmod")?;
+    g.shutdown()
+}
+
+/// 1000 random reachable targets (between half and all of the guest) in a
+/// row, without waiting, then one final target: reached exactly, MemTotal
+/// down by it, nothing OOM-killed.
+fn a_thousand_targets_in_a_row_then_the_last_exactly(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("storm", driver)?)?;
+    let size = g.config.mem_mib;
+    g.load(driver)?;
+    let (total0, _) = baseline(&mut g)?;
+    let mut seed = 0x1000_u64 + size;
+    for i in 0..1000 {
+        let mib = size / 2 + xorshift(&mut seed) % (size / 2 + 1);
+        g.qmp().set_guest_size(mib * MIB)?;
+        if i % 250 == 0 {
+            responsive(&mut g, &format!("after {i} targets"))?;
+        }
+    }
+    let last = size * 5 / 8;
+    resize(&mut g, last)?;
+    let total = g.meminfo()?.kib("MemTotal")?;
+    let dropped = (total0 - total) / 1024;
+    let want = size - last;
+    ensure!(
+        dropped.abs_diff(want) <= 1,
+        "MemTotal dropped {dropped} MiB for a {want} MiB balloon (tolerance 1 MiB)"
+    );
+    ensure!(
+        g.vmstat()?.get("oom_kill")? == 0,
+        "OOM kills during the storm"
+    );
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// Without deflate-on-oom: a workload fills 60 % of what the guest has
+/// available, then the host asks for nearly everything. balloon_rs takes
+/// what is free down to its floor and stops there; nothing is OOM-killed,
+/// the workload's memory verifies, and a final reachable target is met
+/// exactly.
+#[test]
+fn balloon_rs_inflation_under_a_filling_workload_holds_at_the_floor() -> Result<()> {
+    let driver = Driver::BalloonRs;
+    let mut g = Guest::boot(config("fill", driver)?)?;
+    let size = g.config.mem_mib;
+    g.load(driver)?;
+    let mib = g.meminfo()?.mib("MemAvailable")? * 6 / 10;
+    g.sh(&format!(
+        "balloon-guest workload --mib {mib} --content random --hold 20 --verify >/tmp/w.log 2>&1 &"
+    ))?;
+    let deadline = Instant::now() + SETTLE;
+    while !g.sh("cat /tmp/w.log")?.contains("touched") {
+        ensure!(
+            Instant::now() < deadline,
+            "the workload never filled its memory"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    g.qmp().set_guest_size(32 * MIB)?;
+    std::thread::sleep(Duration::from_secs(8));
+    let d = g.balloon_rs_status()?;
+    ensure!(
+        d.get("floor_holds")? > 0,
+        "never held at the floor:\n{}",
+        d.text
+    );
+    // Per-cpu lists move MemAvailable by a few MiB around the check.
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    ensure!(
+        avail + 4 >= d.get("floor_mib")?,
+        "MemAvailable {avail} MiB below the {} MiB floor",
+        d.get("floor_mib")?
+    );
+    responsive(&mut g, "at the floor")?;
+    while !g.sh("cat /tmp/w.log")?.contains("freed") {
+        ensure!(Instant::now() < deadline, "the workload never finished");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = g.sh("cat /tmp/w.log")?;
+    ensure!(
+        log.contains("verified"),
+        "the workload's memory changed: {log}"
+    );
+    ensure!(
+        g.vmstat()?.get("oom_kill")? == 0,
+        "OOM kill with the balloon at its floor"
+    );
+    resize(&mut g, size * 3 / 4)?;
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// Page-allocation fault injection aimed at the driver: `fail_page_alloc`
+/// with its task filter, every kworker marked `make-it-fail` (the driver
+/// inflates from the system workqueue; in this guest little else runs
+/// there), blocking and highmem allocations included. The driver counts the
+/// failures and backs off (not thousands of retries), the guest answers,
+/// nothing is OOM-killed; once the faults stop the target is reached
+/// exactly. Needs the debug kernel (`CONFIG_FAIL_PAGE_ALLOC`).
+#[test]
+#[ignore = "needs the debug kernel's fail_page_alloc: run by make test-reliability"]
+fn balloon_rs_backs_off_under_page_allocation_faults() -> Result<()> {
+    let driver = Driver::BalloonRs;
+    let mut g = Guest::boot(config("faults", driver)?)?;
+    let size = g.config.mem_mib;
+    g.load(driver)?;
+    let f = "/sys/kernel/debug/fail_page_alloc";
+    ensure!(
+        g.run(&format!("test -d {f}"))?.code == 0,
+        "{f} missing: this test needs the debug kernel (make kernel-debug)"
+    );
+    g.sh(&format!(
+        "echo Y > {f}/task-filter; echo N > {f}/ignore-gfp-wait; echo N > {f}/ignore-gfp-highmem; \
+         echo 0 > {f}/min-order; echo 0 > {f}/verbose; echo -1 > {f}/times; echo 100 > {f}/probability"
+    ))?;
+    let marked = g.sh(
+        "n=0; for d in /proc/[0-9]*; do case $(cat $d/comm 2>/dev/null) in kworker*) \
+         echo 1 > $d/make-it-fail && n=$((n+1));; esac; done; echo $n",
+    )?;
+    ensure!(
+        marked.trim().parse::<u32>().unwrap_or(0) > 0,
+        "no kworker marked: {marked}"
+    );
+    g.qmp().set_guest_size(size / 2 * MIB)?;
+    std::thread::sleep(Duration::from_secs(15));
+    responsive(&mut g, "under allocation faults")?;
+    let d = g.balloon_rs_status()?;
+    let failures = d.get("alloc_failures")?;
+    ensure!(failures > 0, "no allocation failed:\n{}", d.text);
+    // Back-off doubles up to its maximum: 15 s allow a few dozen retries,
+    // not a busy loop.
+    ensure!(failures < 500, "{failures} failures in 15 s: no back-off");
+    g.sh(&format!("echo 0 > {f}/probability"))?;
+    resize(&mut g, size / 2)?;
+    ensure!(g.vmstat()?.get("oom_kill")? == 0, "OOM kills under faults");
+    g.unload(driver)?;
+    g.shutdown()
+}
