@@ -79,7 +79,6 @@ const FLOOR_RETRY_MS: u32 = 1000;
 /// At most one "holding at the floor" message per this many ms.
 const FLOOR_LOG_INTERVAL_MS: u64 = 10_000;
 
-
 /// Queue indices in `find_vqs` order (C's `enum virtio_balloon_vq`). Queues
 /// of features not negotiated get no name and no index on the device (QEMU
 /// numbers the rest densely), as in C.
