@@ -108,6 +108,7 @@ test-reliability: module-debug guest
 # Benchmark (not a test): balloon_rs against the C driver, side by side.
 bench: kernel module guest
 	cargo run -q --release -p qemu-test --bin balloon-bench
+	cargo run -q --release -p qemu-test --bin balloon-static
 
 run: kernel module guest
 	cargo run -q -p qemu-test --bin balloon-run -- $(RUN_ARGS)

@@ -449,6 +449,7 @@ mod tests {
                     },
                     vms,
                     events: Vec::new(),
+                    alerts: Vec::new(),
                 }
             })
             .collect()

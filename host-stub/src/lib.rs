@@ -10,6 +10,7 @@
 //! real loop and the simulator. The QEMU/QMP layer is the harness's
 //! (`qemu_test`).
 
+pub mod alerts;
 pub mod chart;
 pub mod cli;
 pub mod error;

@@ -216,6 +216,7 @@ mod tests {
                 guest: [("usable".to_string(), 200.0)].into_iter().collect(),
             }],
             events: vec![],
+            alerts: vec![],
         }
     }
 

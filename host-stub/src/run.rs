@@ -361,6 +361,7 @@ fn run_with(
     let mut lost = Vec::new();
     let start = Instant::now();
     let mut first = true;
+    let mut alerts = crate::alerts::Alerts::new(scenario.alerts.clone());
     loop {
         let t = start.elapsed().as_secs_f64();
         let mut events: Vec<String> = Vec::new();
@@ -548,7 +549,7 @@ fn run_with(
             }
         }
         // Record and show.
-        let sample = Sample {
+        let mut sample = Sample {
             t,
             host: HostSample {
                 capacity: scenario.host.capacity_mib,
@@ -570,7 +571,12 @@ fn run_with(
                 .map(|(i, vm)| vm_sample(vm, obs[i].as_ref(), shared[i], split[i]))
                 .collect(),
             events,
+            alerts: Vec::new(),
         };
+        sample.alerts = alerts.update(&sample);
+        for a in &sample.alerts {
+            eprintln!("balloon-host: {a}");
+        }
         writer.write(&sample)?;
         if let Ok(mut l) = latest.lock() {
             *l = Some(sample.clone());
@@ -616,6 +622,8 @@ fn run_with(
         Err(e) => eprintln!("balloon-host: chart not drawn: {e}"),
     }
     let sum = summary::Summary::from_samples(&samples, &mech.unavailable, &lost);
+    let raised = alerts.raised.len();
+    tracing::info!(raised, "alerts");
     let sum_path = opts.out_dir.join("summary.json");
     std::fs::write(
         &sum_path,

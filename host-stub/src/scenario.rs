@@ -174,6 +174,9 @@ pub struct Scenario {
     /// Policy tunables (default: balloon_rs's own policy).
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Alert thresholds.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertConfig,
     /// Guests.
     pub guest: Vec<Spanned<GuestSpec>>,
 }
@@ -311,6 +314,10 @@ impl Scenario {
                 "line {}: policy.min_free_mib: set host.min_free_mib instead",
                 key_line(text, policy_span, "min_free_mib")
             ));
+        }
+        if let Some((key, m)) = self.alerts.problem() {
+            let span = text.find("[alerts]").map_or(top.clone(), |i| i..text.len());
+            return Err(format!("line {}: alerts.{m}", key_line(text, span, key)));
         }
         if self.guest.is_empty() {
             return Err("no [[guest]]: a scenario needs at least one guest".into());

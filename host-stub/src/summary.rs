@@ -55,6 +55,8 @@ pub struct Summary {
     pub unavailable: Vec<String>,
     /// Guests lost.
     pub lost: Vec<String>,
+    /// Every alert raised.
+    pub alerts: Vec<crate::alerts::Alert>,
 }
 
 fn fmax(it: impl Iterator<Item = f64>) -> f64 {
@@ -121,6 +123,10 @@ impl Summary {
             vms,
             unavailable: unavailable.to_vec(),
             lost: lost.to_vec(),
+            alerts: samples
+                .iter()
+                .flat_map(|s| s.alerts.iter().cloned())
+                .collect(),
         }
     }
 
@@ -164,6 +170,9 @@ impl Summary {
                     .map_or("never".to_string(), |t| format!("at {t:.0} s")),
                 if v.lost { "  LOST" } else { "" }
             );
+        }
+        for a in &self.alerts {
+            let _ = writeln!(o, "  {a}");
         }
         for u in &self.unavailable {
             let _ = writeln!(o, "  note: {u}");

@@ -66,6 +66,9 @@ pub fn render(s: &Sample, name: &str) -> String {
     for e in &s.events {
         let _ = writeln!(out, "  * {e}");
     }
+    for a in &s.alerts {
+        let _ = writeln!(out, "  ! {a}");
+    }
     out
 }
 

@@ -98,6 +98,9 @@ pub struct Sample {
     /// What happened this tick (targets set, workloads started, tiers
     /// unavailable, guests lost), human-readable.
     pub events: Vec<String>,
+    /// Alerts raised this tick.
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::Alert>,
 }
 
 /// Writes samples as JSON lines.

@@ -3,6 +3,7 @@
 //! is back afterwards. Run one at a time (`make test-host`): KSM, zswap and
 //! swap are machine-wide.
 
+use host_stub::alerts::AlertKind;
 use host_stub::policy::HostState;
 use host_stub::run::{self, RunOptions, RunReport};
 use host_stub::scenario::Scenario;
@@ -350,5 +351,88 @@ memory_mib = 256
     assert_eq!(vm(last, "victim").status, VmStatus::Lost);
     assert_eq!(vm(last, "survivor").status, VmStatus::Running);
     assert!(last.t >= 20.0, "run stopped at {} s", last.t);
+    Ok(())
+}
+
+/// Alerts with real guests: a guest booted without a balloon driver is
+/// named ("balloon driver missing or not responding") and the one with
+/// balloon_rs is not; ballooning that lasts past the (shortened) threshold
+/// is flagged as sustained, with advice; both are in the timeline and the
+/// summary.
+#[test]
+fn alerts_name_a_missing_driver_and_sustained_ballooning() -> TestResult {
+    let report = run_scenario(
+        r#"
+name = "alerts"
+duration = 40
+tick = 1
+[host]
+capacity_mib = 400
+min_free_mib = 40
+[tiers]
+sharing = false
+compression = false
+swapping = false
+[alerts]
+sustained_balloon_s = 10
+[[guest]]
+name = "nodrv"
+memory_mib = 256
+driver = "none"
+[[guest]]
+name = "rs"
+memory_mib = 384
+[[guest.workload]]
+at = 0
+mib = 200
+content = "text"
+hold = 1
+"#,
+        |_| {},
+    )?;
+    let alerts: Vec<_> = report
+        .samples
+        .iter()
+        .flat_map(|s| s.alerts.iter())
+        .collect();
+    let of = |kind: AlertKind, vm: &str| {
+        alerts
+            .iter()
+            .filter(|a| a.kind == kind && a.vm.as_deref() == Some(vm))
+            .count()
+    };
+    assert_eq!(
+        of(AlertKind::BalloonNotResponding, "nodrv"),
+        1,
+        "{alerts:#?}"
+    );
+    assert_eq!(of(AlertKind::BalloonNotResponding, "rs"), 0, "{alerts:#?}");
+    let nodrv = alerts
+        .iter()
+        .find(|a| a.kind == AlertKind::BalloonNotResponding)
+        .ok_or("no alert")?;
+    assert!(
+        nodrv
+            .advice
+            .contains("balloon driver missing or not responding")
+            && nodrv.evidence.contains("no memory statistics"),
+        "{nodrv:?}"
+    );
+    assert!(nodrv.at >= 29.0, "raised at {} s, threshold 30 s", nodrv.at);
+    assert_eq!(of(AlertKind::SustainedBallooning, "rs"), 1, "{alerts:#?}");
+    assert_eq!(
+        of(AlertKind::SustainedBallooning, "nodrv"),
+        0,
+        "{alerts:#?}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        std::env::temp_dir()
+            .join(format!("balloon-host-test-alerts-{}", std::process::id()))
+            .join("summary.json"),
+    )?)?;
+    assert!(
+        summary["alerts"].as_array().is_some_and(|a| a.len() >= 2),
+        "{summary}"
+    );
     Ok(())
 }

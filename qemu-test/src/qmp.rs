@@ -224,9 +224,15 @@ pub fn parse_guest_stats(v: &serde_json::Value) -> Result<GuestStats> {
         .get("stats")
         .and_then(|s| s.as_object())
         .ok_or_else(|| bad("no stats object"))?;
+    // A statistic the guest never sent is -1 in QEMU, which QMP prints as
+    // -1 or as 2^64 - 1 depending on the version: both mean "absent".
     let stats = obj
         .iter()
-        .filter_map(|(k, val)| val.as_u64().map(|n| (k.clone(), n)))
+        .filter_map(|(k, val)| {
+            val.as_u64()
+                .filter(|n| *n != u64::MAX)
+                .map(|n| (k.clone(), n))
+        })
         .collect();
     Ok(GuestStats { last_update, stats })
 }
@@ -239,12 +245,13 @@ mod tests {
     fn guest_stats_skip_unsent_values() {
         let v = serde_json::json!({
             "last-update": 1700000000,
-            "stats": {"stat-free-memory": 1048576, "stat-htlb-pgalloc": -1}
+            "stats": {"stat-free-memory": 1048576, "stat-htlb-pgalloc": -1, "stat-swap-in": 18446744073709551615u64}
         });
         let s = parse_guest_stats(&v).unwrap();
         assert_eq!(s.last_update, 1700000000);
         assert_eq!(s.stats.get("stat-free-memory"), Some(&1048576));
         assert!(!s.stats.contains_key("stat-htlb-pgalloc"));
+        assert!(!s.stats.contains_key("stat-swap-in"));
     }
 
     #[test]
