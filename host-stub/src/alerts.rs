@@ -48,7 +48,7 @@ impl AlertConfig {
             ("floor_s", self.floor_s),
             ("escalation_mib", self.escalation_mib),
         ] {
-            if !(v.is_finite() && v >= 0.0 && v <= 1e7) {
+            if !(v.is_finite() && (0.0..=1e7).contains(&v)) {
                 return Some((key, format!("{key} {v}: must be between 0 and 10000000")));
             }
         }
