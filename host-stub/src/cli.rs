@@ -112,6 +112,16 @@ pub enum Command {
         /// timeline.jsonl
         timeline: PathBuf,
     },
+    /// Right-sizing from history: per VM use, ballooning, reclaimed memory
+    /// and a recommended size, from one or more timelines.
+    Report {
+        /// timeline.jsonl files.
+        #[arg(required = true)]
+        timelines: Vec<PathBuf>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put back host settings left changed by a run that was killed.
     Restore,
 }
@@ -382,6 +392,22 @@ pub fn main(cli: Cli) -> Result<()> {
             crate::chart::render(&samples, "balloon-host", &svg, &png)?;
             print!("{}", Summary::from_samples(&samples, &[], &[]).render());
             println!("wrote {} and {}", svg.display(), png.display());
+            Ok(())
+        }
+        Command::Report { timelines, json } => {
+            let all = timelines
+                .iter()
+                .map(|t| crate::timeline::read(t))
+                .collect::<Result<Vec<_>>>()?;
+            let r = crate::report::build(&all)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).map_err(|e| Error::Invalid(e.to_string()))?
+                );
+            } else {
+                print!("{}", r.render());
+            }
             Ok(())
         }
         Command::Restore => {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod host;
 pub mod metrics;
 pub mod policy;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod simulate;
