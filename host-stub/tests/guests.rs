@@ -170,11 +170,23 @@ hold = 40
     // Right-sizing from this timeline: the busy guest's use covers its
     // 200 MiB working set, and the recommendation covers that use.
     let rs = host_stub::report::build(std::slice::from_ref(s))?;
-    let busy = rs.vms.iter().find(|v| v.name == "busy").ok_or("no busy row")?;
+    let busy = rs
+        .vms
+        .iter()
+        .find(|v| v.name == "busy")
+        .ok_or("no busy row")?;
     let used = busy.used.as_ref().ok_or("busy has no use statistics")?;
     assert!(used.peak >= 200.0, "busy peak use {:.0} MiB", used.peak);
-    assert!(busy.recommended.is_some_and(|r| r as f64 >= used.p95 + 64.0), "{busy:?}");
-    assert!(rs.vms.iter().find(|v| v.name == "idle").is_some_and(|v| v.ballooned_s > 0.0));
+    assert!(
+        busy.recommended
+            .is_some_and(|r| r as f64 >= used.p95 + 64.0),
+        "{busy:?}"
+    );
+    assert!(rs
+        .vms
+        .iter()
+        .find(|v| v.name == "idle")
+        .is_some_and(|v| v.ballooned_s > 0.0));
     // Pressure passed and the balloons came back.
     let last = s.last().ok_or("no samples")?;
     assert_eq!(
