@@ -13,6 +13,7 @@
 pub mod alerts;
 pub mod chart;
 pub mod cli;
+pub mod cluster;
 pub mod error;
 pub mod host;
 pub mod metrics;

@@ -109,7 +109,7 @@ pub const CONSOLIDATION_MAX_HARD_LOW_PCT: f64 = 1.0;
 /// Bytes per page KSM scans, KiB.
 const PAGE_KIB: f64 = 4.0;
 /// Seconds per hour.
-const HOUR: f64 = 3600.0;
+pub(crate) const HOUR: f64 = 3600.0;
 
 /// minFree as a share of the capacity by default, percent: the same as
 /// scenario files (`HostSpec::min_free`).
@@ -361,16 +361,16 @@ impl Rng {
 
 /// One VM of the fleet, before any trace runs.
 #[derive(Clone, Debug, PartialEq)]
-struct VmSpec {
+pub(crate) struct VmSpec {
     kind: WorkloadKind,
-    configured: u64,
+    pub(crate) configured: u64,
     reservation: u64,
     shares: u32,
     seed: u64,
 }
 
 /// The fleet of `cfg`: the same for every policy and overcommit.
-fn fleet(cfg: &SimConfig) -> Vec<VmSpec> {
+pub(crate) fn fleet(cfg: &SimConfig) -> Vec<VmSpec> {
     let mut rng = Rng::new(cfg.seed ^ 0x5EED_F1EE_7000_0000);
     (0..cfg.vms)
         .map(|_| {
@@ -585,7 +585,7 @@ impl Trace {
 /// One simulated VM: its trace, balloon, guest memory and where its pages
 /// are on the host.
 #[derive(Clone, Debug)]
-struct Vm {
+pub(crate) struct Vm {
     kind: WorkloadKind,
     size: f64,
     reservation: u64,
@@ -603,31 +603,31 @@ struct Vm {
     cache: f64,
     sharable: f64,
     /// Touched memory: in RAM, in zswap (uncompressed) and in the swap file.
-    ram: f64,
-    zswap: f64,
-    swap: f64,
+    pub(crate) ram: f64,
+    pub(crate) zswap: f64,
+    pub(crate) swap: f64,
     /// KSM-merged memory of this VM.
-    merged: f64,
+    pub(crate) merged: f64,
     /// The cgroup limit in force.
-    limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
 }
 
 /// Pain and events one tick caused in one VM.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct TickPain {
+pub(crate) struct TickPain {
     /// MiB-seconds below the guest's own floor.
-    squeeze: f64,
+    pub(crate) squeeze: f64,
     /// MiB-seconds of page cache wanted but not had.
-    cache_short: f64,
+    pub(crate) cache_short: f64,
     /// MiB refaulted from zswap and from the swap file.
-    refault_zswap: f64,
-    refault_swap: f64,
+    pub(crate) refault_zswap: f64,
+    pub(crate) refault_swap: f64,
     /// OOM deflations.
-    oom: u64,
+    pub(crate) oom: u64,
 }
 
 impl Vm {
-    fn new(spec: &VmSpec) -> Self {
+    pub(crate) fn new(spec: &VmSpec) -> Self {
         let size = spec.configured as f64;
         let mut trace = Trace::new(spec);
         let d = trace.step(0.0, 0.0);
@@ -655,7 +655,8 @@ impl Vm {
         }
     }
 
-    fn touched(&self) -> f64 {
+    /// Touched memory: in RAM, in zswap and in the swap file.
+    pub(crate) fn touched(&self) -> f64 {
         self.ram + self.zswap + self.swap
     }
 
@@ -991,15 +992,24 @@ fn capacity_for(fleet: &[VmSpec], overcommit: f64) -> u64 {
 }
 
 /// One simulated host under one policy.
-struct Sim<'a> {
+pub(crate) struct Sim<'a> {
     cfg: &'a SimConfig,
-    policy: PolicyConfig,
-    capacity: u64,
-    vms: Vec<Vm>,
-    state: PolicyState,
+    /// The policy, with this host's minFree.
+    pub(crate) policy: PolicyConfig,
+    /// Host capacity, MiB.
+    pub(crate) capacity: u64,
+    /// The VMs on the host.
+    pub(crate) vms: Vec<Vm>,
+    /// The policy's state after the last tick.
+    pub(crate) state: PolicyState,
     ksm: Ksm,
     views: Vec<GuestView>,
     tick: u64,
+    /// Memory held on the host beyond its VMs, MiB (a cluster's incoming
+    /// migrations); 0 on a lone host.
+    pub(crate) reserved: f64,
+    /// Consumed memory at the last tick (including `reserved`), MiB.
+    pub(crate) consumed_now: f64,
     // Metrics.
     states: [u64; 5],
     balloon: Acc,
@@ -1009,12 +1019,23 @@ struct Sim<'a> {
     total: Acc,
     consumed: Acc,
     overflow: Acc,
-    pain: TickPain,
+    /// Guest pain so far.
+    pub(crate) pain: TickPain,
 }
 
 impl<'a> Sim<'a> {
     fn new(cfg: &'a SimConfig, fleet: &[VmSpec], kind: PolicyKind, overcommit: f64) -> Self {
         let capacity = capacity_for(fleet, overcommit);
+        Self::on_host(cfg, fleet.iter().map(Vm::new).collect(), kind, capacity)
+    }
+
+    /// A host of `capacity` MiB running `vms` under `kind`.
+    pub(crate) fn on_host(
+        cfg: &'a SimConfig,
+        vms: Vec<Vm>,
+        kind: PolicyKind,
+        capacity: u64,
+    ) -> Self {
         let mut policy = cfg.policy.clone();
         policy.kind = kind;
         policy.min_free_mib = cfg.min_free.mib(cfg.policy.min_free_mib, capacity);
@@ -1027,11 +1048,13 @@ impl<'a> Sim<'a> {
         Self {
             cfg,
             capacity,
-            vms: fleet.iter().map(Vm::new).collect(),
+            views: Vec::with_capacity(vms.len()),
+            vms,
             state,
             ksm,
-            views: Vec::with_capacity(fleet.len()),
             tick: 0,
+            reserved: 0.0,
+            consumed_now: 0.0,
             states: [0; 5],
             balloon: Acc::default(),
             shared: Acc::default(),
@@ -1058,7 +1081,7 @@ impl<'a> Sim<'a> {
     }
 
     /// One tick.
-    fn step(&mut self) {
+    pub(crate) fn step(&mut self) {
         self.tick += 1;
         let dt = self.cfg.tick_secs;
         let t = self.tick as f64 * dt;
@@ -1084,8 +1107,9 @@ impl<'a> Sim<'a> {
         let swap: f64 = self.vms.iter().map(|v| v.swap).sum();
         let balloon: f64 = self.vms.iter().map(|v| v.size - v.actual).sum();
         let pool = zswap / ZSWAP_RATIO;
-        let consumed = (ram - shared + pool).max(0.0);
+        let consumed = (ram - shared + pool).max(0.0) + self.reserved;
         let compressed = zswap - pool;
+        self.consumed_now = consumed;
 
         self.views.clear();
         self.views.extend(self.vms.iter().map(Vm::view));

@@ -1,0 +1,1911 @@
+//! Balancing across hosts: a cluster of simulated hosts, each the host of
+//! [`crate::simulate`] (same fleet, traces, host model and policy engine,
+//! [`crate::policy::decide`] every tick), with an initial placement and a
+//! DRS-like balancer that live-migrates VMs away from hosts that stay under
+//! pressure. [`compare_balancing`] runs the same cluster on the same traces
+//! without and with balancing and compares time in the hard and low
+//! states, migrations, guest pain and consolidation.
+//!
+//! All sizes are MiB unless a name says otherwise.
+//!
+//! # Cluster
+//!
+//! `hosts` hosts of equal capacity: the fleet's configured memory over the
+//! overcommit, split evenly (`configured / overcommit / hosts`, rounded).
+//! Every host runs the same policy (`sim.policy.kind`, balloon_rs's by
+//! default) with its own minFree (from its capacity, as in `simulate`), its
+//! own KSM (pages are shared only within a host) and its own state.
+//!
+//! # Placement
+//!
+//! First-fit-decreasing by configured size ([`Placement::FirstFitDecreasing`]):
+//! VMs, largest first (fleet order among equals), go to the first host whose
+//! share of the configured memory (`configured / hosts`) they still fit, or
+//! if none, to the host with the most of its share left. Hosts end up with
+//! (nearly) the same configured memory, but not the same demand: the large
+//! VMs land together on the first hosts, the small ones on the last.
+//! [`Placement::Uneven`] gives the first host a larger share, as after a
+//! host came back from maintenance and the others took its VMs.
+//!
+//! # Balancing (DRS-like), after every tick
+//!
+//! 1. **Sustained pressure.** A host is a source when it has been in soft
+//!    or worse for [`Balance::sustain_ticks`] ticks in a row.
+//! 2. **Destination.** The host with the most free memory among those in
+//!    high or clear that take part in no migration. A destination must keep,
+//!    after the VM arrives, the free memory at which a host leaves soft
+//!    (clear threshold plus the hysteresis margin) plus
+//!    [`Balance::dest_margin_pct`] of its capacity: it never crosses into
+//!    soft because of the move.
+//! 3. **VM.** Among the source's VMs that fit the destination and are not
+//!    in their cooldown: the one that copies the least while freeing enough
+//!    to bring the source back out of soft; if none frees enough, the one
+//!    that frees the most. A VM frees its resident memory minus its merged
+//!    pages plus its zswap pool; it brings everything it has touched.
+//! 4. **Limits.** At most [`Balance::max_concurrent`] migrations in flight
+//!    in the cluster and one per host (as source or destination: each host
+//!    has one migration link); hosts whose migration just ended wait a tick
+//!    so that their memory is measured again; worst host (least free) first.
+//!
+//! # Migration cost
+//!
+//! A migration copies the VM's touched memory (resident, and what is in
+//! zswap or the swap file, which the copy reads back) over a link of
+//! [`Balance::link_mib_s`]; pages dirtied during the copy are not sent
+//! again. It lasts `touched / link` seconds rounded up to whole ticks (at
+//! least one): during that time the VM keeps running on the source, which
+//! still holds its memory, and the destination reserves the copy (counted
+//! in its consumed memory, so its policy sees it). The guest runs slower
+//! while it is migrated; this is counted as VM-time under migration. On
+//! arrival all of the VM's touched memory is resident on the destination,
+//! unmerged (KSM there has to find it again), with no cgroup limit; its
+//! balloon target and guest state move with it.
+//!
+//! # No ping-pong
+//!
+//! A VM that arrived on a host stays there at least
+//! [`Balance::cooldown_ticks`] ticks, and destinations keep enough room not
+//! to become sources because of the move.
+//!
+//! # Metrics
+//!
+//! Per mode ([`ClusterResult`]): time in each state as a percentage of
+//! host-ticks (and the worst host's hard+low), migrations, MiB copied,
+//! VM-time under migration, guest pain summed over the hosts as `simulate`
+//! measures it (overflow: summed over hosts per tick), and consolidation:
+//! the highest overcommit at which the cluster is in hard or low at most
+//! [`CONSOLIDATION_MAX_HARD_LOW_PCT`] % of host-ticks, by the same bisection
+//! as `simulate` over [`CONSOLIDATION_RANGE`] with the same placement.
+
+use crate::policy::HostState;
+use crate::simulate::{
+    self, Consolidation, MeanPeak, Pain, Sim, SimConfig, StateTimes, Vm, VmSpec,
+    CONSOLIDATION_MAX_HARD_LOW_PCT, CONSOLIDATION_RANGE, HOUR, ZSWAP_RATIO,
+};
+use crate::{Error, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::path::Path;
+
+/// Most hosts in one cluster.
+pub const MAX_HOSTS: usize = 1024;
+/// Most points kept per series (for charts); longer runs are averaged.
+pub const SERIES_POINTS: u64 = 300;
+
+/// How VMs are first placed on hosts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// First-fit-decreasing by configured size, every host taking an equal
+    /// share of the configured memory.
+    #[default]
+    FirstFitDecreasing,
+    /// First-fit-decreasing, the first host taking `first_host_pct` % of the
+    /// configured memory and the others sharing the rest evenly.
+    Uneven {
+        /// The first host's share of the configured memory, percent
+        /// (above 0, at most 100).
+        first_host_pct: f64,
+    },
+}
+
+impl Placement {
+    /// Name as in reports.
+    pub fn name(&self) -> String {
+        match self {
+            Placement::FirstFitDecreasing => "first-fit-decreasing".into(),
+            Placement::Uneven { first_host_pct } => {
+                format!("uneven (first host {first_host_pct} % of the configured memory)")
+            }
+        }
+    }
+}
+
+/// The DRS-like balancer's tunables.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Balance {
+    /// A host must have been in soft or worse this many ticks in a row
+    /// before a VM moves away from it (1..=100000).
+    pub sustain_ticks: u32,
+    /// A VM stays at least this many ticks on the host it arrived on
+    /// (0..=1000000): no ping-pong.
+    pub cooldown_ticks: u32,
+    /// Migration link per host, MiB/s: a VM's touched memory is copied at
+    /// this rate (above 0, at most 1000000).
+    pub link_mib_s: f64,
+    /// Most migrations in flight in the cluster (1..=[`MAX_HOSTS`]).
+    pub max_concurrent: usize,
+    /// Free memory a destination keeps after the move beyond the level at
+    /// which a host leaves soft, percent of its capacity (0..=50).
+    pub dest_margin_pct: f64,
+}
+
+impl Default for Balance {
+    fn default() -> Self {
+        Self {
+            sustain_ticks: 5,
+            cooldown_ticks: 60,
+            // About half a 10 GbE link, the rest left to the guests.
+            link_mib_s: 500.0,
+            max_concurrent: 2,
+            dest_margin_pct: 5.0,
+        }
+    }
+}
+
+/// What to simulate: the cluster, its fleet and its balancer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Number of hosts (1..=[`MAX_HOSTS`]).
+    pub hosts: usize,
+    /// The fleet, time, ticks, seed, policy and tiers as in `simulate`;
+    /// `overcommit` is the cluster's (configured memory over the capacity of
+    /// all hosts), `policy.kind` is every host's policy and
+    /// `consolidation_steps` the bisection steps of each mode (0: skip).
+    pub sim: SimConfig,
+    /// Initial placement.
+    pub placement: Placement,
+    /// The balancer (used by the balancing run).
+    pub balance: Balance,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            hosts: 4,
+            sim: SimConfig {
+                vms: 200,
+                hours: 24.0,
+                tick_secs: 60.0,
+                consolidation_steps: 4,
+                ..SimConfig::default()
+            },
+            placement: Placement::default(),
+            balance: Balance::default(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Checks every field; the error names the field, its value and the
+    /// accepted range.
+    pub fn validate(&self) -> Result<()> {
+        self.sim.validate()?;
+        let bad = |msg: String| Err(Error::Invalid(format!("cluster: {msg}")));
+        if !(1..=MAX_HOSTS).contains(&self.hosts) {
+            return bad(format!(
+                "hosts {}: must be between 1 and {MAX_HOSTS}",
+                self.hosts
+            ));
+        }
+        if let Placement::Uneven { first_host_pct: p } = self.placement {
+            if !(p.is_finite() && p > 0.0 && p <= 100.0) {
+                return bad(format!(
+                    "placement first_host_pct {p}: must be above 0 and at most 100"
+                ));
+            }
+        }
+        let b = &self.balance;
+        if !(1..=100_000).contains(&b.sustain_ticks) {
+            return bad(format!(
+                "balance.sustain_ticks {}: must be between 1 and 100000",
+                b.sustain_ticks
+            ));
+        }
+        if b.cooldown_ticks > 1_000_000 {
+            return bad(format!(
+                "balance.cooldown_ticks {}: at most 1000000",
+                b.cooldown_ticks
+            ));
+        }
+        if !(b.link_mib_s.is_finite() && b.link_mib_s > 0.0 && b.link_mib_s <= 1e6) {
+            return bad(format!(
+                "balance.link_mib_s {}: must be above 0 and at most 1000000",
+                b.link_mib_s
+            ));
+        }
+        if !(1..=MAX_HOSTS).contains(&b.max_concurrent) {
+            return bad(format!(
+                "balance.max_concurrent {}: must be between 1 and {MAX_HOSTS}",
+                b.max_concurrent
+            ));
+        }
+        if !(b.dest_margin_pct.is_finite() && (0.0..=50.0).contains(&b.dest_margin_pct)) {
+            return bad(format!(
+                "balance.dest_margin_pct {}: must be between 0 and 50",
+                b.dest_margin_pct
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One live migration.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    /// The VM (index in the fleet).
+    pub vm: usize,
+    /// Source host.
+    pub from: usize,
+    /// Destination host.
+    pub to: usize,
+    /// The tick after which it was decided; the copy runs during the
+    /// following ticks.
+    pub start_tick: u64,
+    /// The tick at the end of which the VM landed: it runs on `to` from the
+    /// next tick.
+    pub end_tick: u64,
+    /// MiB copied (the VM's touched memory at the start).
+    pub mib: f64,
+    /// Seconds the copy took (`mib / link_mib_s`).
+    pub secs: f64,
+}
+
+/// One host's share of the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostSummary {
+    /// VMs placed on it.
+    pub vms_start: usize,
+    /// Their configured memory, MiB.
+    pub configured_start_mib: u64,
+    /// VMs on it at the end.
+    pub vms_end: usize,
+    /// Their configured memory, MiB.
+    pub configured_end_mib: u64,
+    /// Time this host spent in hard or low, percent.
+    pub hard_low_pct: f64,
+    /// Time this host spent in soft, hard or low, percent.
+    pub soft_plus_pct: f64,
+}
+
+/// Per-host series over time, averaged to at most [`SERIES_POINTS`] points.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSeries {
+    /// End of each point's ticks, hours.
+    pub t_h: Vec<f64>,
+    /// Per host, per point: free memory (capacity - consumed, with incoming
+    /// migrations), mean over the point's ticks, MiB.
+    pub free_mib: Vec<Vec<f64>>,
+    /// Per host, per point: the worst state in the point's ticks.
+    pub state: Vec<Vec<HostState>>,
+}
+
+/// One run of the cluster: with or without balancing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterResult {
+    /// Whether the balancer ran.
+    pub balancing: bool,
+    /// Overcommit of the run (configured over the cluster's capacity).
+    pub overcommit: f64,
+    /// Capacity of each host, MiB.
+    pub host_capacity_mib: u64,
+    /// minFree of each host, MiB.
+    pub min_free_mib: u64,
+    /// Ticks simulated.
+    pub ticks: u64,
+    /// Time per state, percent of host-ticks.
+    pub states: StateTimes,
+    /// Time in hard or low, percent of host-ticks.
+    pub hard_low_pct: f64,
+    /// Time in soft, hard or low, percent of host-ticks.
+    pub soft_plus_pct: f64,
+    /// The largest time in hard or low of one host, percent.
+    pub worst_host_hard_low_pct: f64,
+    /// Migrations started.
+    pub migrations: u64,
+    /// MiB copied by them.
+    pub migrated_mib: f64,
+    /// Seconds VMs spent being migrated (guests slowed), summed over VMs.
+    pub migrating_vm_s: f64,
+    /// Guest pain, summed over hosts.
+    pub pain: Pain,
+    /// Per host.
+    pub hosts: Vec<HostSummary>,
+    /// Consolidation search (None when `consolidation_steps` is 0).
+    pub consolidation: Option<Consolidation>,
+    /// Every migration, in start order.
+    pub log: Vec<Migration>,
+    /// Free memory and state per host over time.
+    pub series: ClusterSeries,
+}
+
+/// The cluster without and with balancing, on the same fleet, placement and
+/// traces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterComparison {
+    /// The configuration.
+    pub config: ClusterConfig,
+    /// Sum of the VMs' configured memory, MiB.
+    pub configured_mib: u64,
+    /// Capacity of each host at the configured overcommit, MiB.
+    pub host_capacity_mib: u64,
+    /// Without balancing.
+    pub unbalanced: ClusterResult,
+    /// With the DRS-like balancer.
+    pub balanced: ClusterResult,
+}
+
+/// Rounds to 0.1.
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// Rounds to 0.01.
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// The host of each VM (fleet order) under `placement`: first-fit-
+/// decreasing by configured size into per-host shares of the configured
+/// memory.
+fn place(fleet: &[VmSpec], hosts: usize, placement: Placement) -> Vec<usize> {
+    let total = fleet.iter().map(|v| v.configured).sum::<u64>() as f64;
+    let shares: Vec<f64> = match placement {
+        Placement::Uneven { first_host_pct } if hosts > 1 => {
+            let first = total * first_host_pct / 100.0;
+            let rest = (total - first) / (hosts - 1) as f64;
+            std::iter::once(first)
+                .chain(std::iter::repeat_n(rest, hosts - 1))
+                .collect()
+        }
+        _ => vec![total / hosts as f64; hosts],
+    };
+    let mut order: Vec<usize> = (0..fleet.len()).collect();
+    order.sort_by(|&a, &b| {
+        fleet[b]
+            .configured
+            .cmp(&fleet[a].configured)
+            .then(a.cmp(&b))
+    });
+    let mut load = vec![0.0f64; hosts];
+    let mut host_of = vec![0; fleet.len()];
+    for i in order {
+        let size = fleet[i].configured as f64;
+        let fits = (0..hosts).find(|&h| load[h] + size <= shares[h] + 1e-6);
+        let h = fits.unwrap_or_else(|| {
+            // Most of its share left; the lowest index among equals.
+            (0..hosts)
+                .max_by(|&a, &b| {
+                    (shares[a] - load[a])
+                        .total_cmp(&(shares[b] - load[b]))
+                        .then(b.cmp(&a))
+                })
+                .unwrap_or(0)
+        });
+        load[h] += size;
+        host_of[i] = h;
+    }
+    host_of
+}
+
+/// Capacity of each host for `fleet` at the cluster's `overcommit`.
+fn host_capacity(fleet: &[VmSpec], hosts: usize, overcommit: f64) -> u64 {
+    let configured = fleet.iter().map(|v| v.configured).sum::<u64>() as f64;
+    ((configured / overcommit / hosts as f64).round() as u64).max(1)
+}
+
+/// A migration in flight.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    vm: usize,
+    from: usize,
+    to: usize,
+    /// MiB the destination reserves.
+    mib: f64,
+    ticks_left: u64,
+    /// Its entry in the log.
+    log: usize,
+}
+
+/// Builds [`ClusterSeries`]: means of free memory and worst states over
+/// buckets of ticks.
+struct SeriesBuilder {
+    every: u64,
+    tick_h: f64,
+    n: u64,
+    sum: Vec<f64>,
+    worst: Vec<HostState>,
+    out: ClusterSeries,
+}
+
+impl SeriesBuilder {
+    fn new(hosts: usize, ticks: u64, tick_secs: f64) -> Self {
+        Self {
+            every: ticks.div_ceil(SERIES_POINTS).max(1),
+            tick_h: tick_secs / HOUR,
+            n: 0,
+            sum: vec![0.0; hosts],
+            worst: vec![HostState::High; hosts],
+            out: ClusterSeries {
+                t_h: Vec::new(),
+                free_mib: vec![Vec::new(); hosts],
+                state: vec![Vec::new(); hosts],
+            },
+        }
+    }
+
+    fn add(&mut self, tick: u64, hosts: &[Sim]) {
+        for (h, sim) in hosts.iter().enumerate() {
+            self.sum[h] += sim.capacity as f64 - sim.consumed_now;
+            self.worst[h] = self.worst[h].max(sim.state.host_state);
+        }
+        self.n += 1;
+        if self.n == self.every {
+            self.flush(tick);
+        }
+    }
+
+    fn flush(&mut self, tick: u64) {
+        if self.n == 0 {
+            return;
+        }
+        self.out
+            .t_h
+            .push((tick as f64 * self.tick_h * 1e4).round() / 1e4);
+        for h in 0..self.sum.len() {
+            self.out.free_mib[h].push(round1(self.sum[h] / self.n as f64));
+            self.out.state[h].push(self.worst[h]);
+            self.sum[h] = 0.0;
+            self.worst[h] = HostState::High;
+        }
+        self.n = 0;
+    }
+}
+
+/// The cluster during one run.
+struct Cluster<'a> {
+    cfg: &'a ClusterConfig,
+    fleet: &'a [VmSpec],
+    balancing: bool,
+    hosts: Vec<Sim<'a>>,
+    /// Fleet index of each VM, parallel to each host's `vms`.
+    ids: Vec<Vec<usize>>,
+    /// The tick each VM last landed on a host, if it ever moved.
+    landed: Vec<Option<u64>>,
+    flights: Vec<Flight>,
+    /// Ticks in a row each host has been in soft or worse.
+    sustain: Vec<u32>,
+    tick: u64,
+    /// Free memory at which a host leaves soft: clear plus hysteresis.
+    leave_soft_mib: f64,
+    /// Free memory a destination keeps after a move.
+    dest_keep_mib: f64,
+    // Metrics.
+    start: Vec<(usize, u64)>,
+    host_states: Vec<[u64; 5]>,
+    overflow_sum: f64,
+    overflow_peak: f64,
+    log: Vec<Migration>,
+    series: SeriesBuilder,
+}
+
+impl<'a> Cluster<'a> {
+    fn new(
+        cfg: &'a ClusterConfig,
+        fleet: &'a [VmSpec],
+        host_of: &[usize],
+        capacity: u64,
+        balancing: bool,
+    ) -> Self {
+        let ids: Vec<Vec<usize>> = (0..cfg.hosts)
+            .map(|h| (0..fleet.len()).filter(|&i| host_of[i] == h).collect())
+            .collect();
+        let hosts: Vec<Sim<'a>> = ids
+            .iter()
+            .map(|ids| {
+                let vms: Vec<Vm> = ids.iter().map(|&i| Vm::new(&fleet[i])).collect();
+                Sim::on_host(&cfg.sim, vms, cfg.sim.policy.kind, capacity)
+            })
+            .collect();
+        let min_free = hosts.first().map_or(0, |h| h.policy.min_free_mib) as f64;
+        let th = &cfg.sim.policy.thresholds;
+        let leave_soft_mib = th.clear / 100.0 * min_free * (1.0 + th.hysteresis_pct / 100.0);
+        let start = ids
+            .iter()
+            .map(|ids| (ids.len(), ids.iter().map(|&i| fleet[i].configured).sum()))
+            .collect();
+        Self {
+            cfg,
+            fleet,
+            balancing,
+            landed: vec![None; fleet.len()],
+            flights: Vec::new(),
+            sustain: vec![0; cfg.hosts],
+            tick: 0,
+            leave_soft_mib,
+            dest_keep_mib: leave_soft_mib + cfg.balance.dest_margin_pct / 100.0 * capacity as f64,
+            start,
+            host_states: vec![[0; 5]; cfg.hosts],
+            overflow_sum: 0.0,
+            overflow_peak: 0.0,
+            log: Vec::new(),
+            series: SeriesBuilder::new(cfg.hosts, cfg.sim.ticks(), cfg.sim.tick_secs),
+            hosts,
+            ids,
+        }
+    }
+
+    /// One tick: every host steps (incoming migrations reserved), then
+    /// migrations advance and land, then the balancer decides.
+    fn step(&mut self) {
+        self.tick += 1;
+        for sim in &mut self.hosts {
+            sim.reserved = 0.0;
+        }
+        for f in &self.flights {
+            self.hosts[f.to].reserved += f.mib;
+        }
+        let mut overflow = 0.0;
+        for (h, sim) in self.hosts.iter_mut().enumerate() {
+            sim.step();
+            let state = sim.state.host_state;
+            self.host_states[h][state as usize] += 1;
+            overflow += (sim.consumed_now - sim.capacity as f64).max(0.0);
+            self.sustain[h] = if state >= HostState::Soft {
+                self.sustain[h].saturating_add(1)
+            } else {
+                0
+            };
+        }
+        self.overflow_sum += overflow;
+        self.overflow_peak = self.overflow_peak.max(overflow);
+        self.series.add(self.tick, &self.hosts);
+        let settled = self.land();
+        if self.balancing {
+            self.balance(&settled);
+        }
+    }
+
+    /// Advances the migrations in flight; those done move their VM. Returns
+    /// the hosts a landing involved.
+    fn land(&mut self) -> Vec<bool> {
+        let mut involved = vec![false; self.hosts.len()];
+        let mut i = 0;
+        while i < self.flights.len() {
+            let f = &mut self.flights[i];
+            f.ticks_left = f.ticks_left.saturating_sub(1);
+            if f.ticks_left > 0 {
+                i += 1;
+                continue;
+            }
+            let f = self.flights.remove(i);
+            involved[f.from] = true;
+            involved[f.to] = true;
+            if let Some(pos) = self.ids[f.from].iter().position(|&id| id == f.vm) {
+                self.ids[f.from].remove(pos);
+                let mut vm = self.hosts[f.from].vms.remove(pos);
+                // Everything the copy read is resident on the destination,
+                // unmerged and in a fresh cgroup.
+                vm.ram = vm.touched();
+                vm.zswap = 0.0;
+                vm.swap = 0.0;
+                vm.merged = 0.0;
+                vm.limit = None;
+                self.hosts[f.to].vms.push(vm);
+                self.ids[f.to].push(f.vm);
+                self.landed[f.vm] = Some(self.tick);
+            }
+            if let Some(m) = self.log.get_mut(f.log) {
+                m.end_tick = self.tick;
+            }
+        }
+        involved
+    }
+
+    /// The DRS-like pass: starts migrations away from hosts under sustained
+    /// pressure. `settled` hosts (a migration just landed) wait a tick.
+    fn balance(&mut self, settled: &[bool]) {
+        let b = &self.cfg.balance;
+        let n = self.hosts.len();
+        let mut busy = settled.to_vec();
+        for f in &self.flights {
+            busy[f.from] = true;
+            busy[f.to] = true;
+        }
+        let free: Vec<f64> = self
+            .hosts
+            .iter()
+            .map(|s| s.capacity as f64 - s.consumed_now)
+            .collect();
+        let mut sources: Vec<usize> = (0..n)
+            .filter(|&h| !busy[h] && self.sustain[h] >= b.sustain_ticks)
+            .collect();
+        sources.sort_by(|&a, &b| free[a].total_cmp(&free[b]).then(a.cmp(&b)));
+        for src in sources {
+            if self.flights.len() >= b.max_concurrent {
+                break;
+            }
+            let need = self.leave_soft_mib - free[src];
+            if busy[src] || need <= 0.0 {
+                continue;
+            }
+            let dst = (0..n)
+                .filter(|&h| {
+                    h != src && !busy[h] && self.hosts[h].state.host_state < HostState::Soft
+                })
+                .max_by(|&a, &b| free[a].total_cmp(&free[b]).then(b.cmp(&a)));
+            let Some(dst) = dst else { continue };
+            let room = free[dst] - self.dest_keep_mib;
+            let Some(pos) = self.pick_vm(src, need, room) else {
+                continue;
+            };
+            let vm = self.ids[src][pos];
+            let mib = self.hosts[src].vms[pos].touched();
+            let secs = mib / b.link_mib_s;
+            let ticks = ((secs / self.cfg.sim.tick_secs).ceil() as u64).max(1);
+            self.flights.push(Flight {
+                vm,
+                from: src,
+                to: dst,
+                mib,
+                ticks_left: ticks,
+                log: self.log.len(),
+            });
+            self.log.push(Migration {
+                vm,
+                from: src,
+                to: dst,
+                start_tick: self.tick,
+                end_tick: self.tick + ticks,
+                mib,
+                secs,
+            });
+            busy[src] = true;
+            busy[dst] = true;
+        }
+    }
+
+    /// The VM of `src` to move (its position), given the MiB the source
+    /// needs freed and the room at the destination: the cheapest copy that
+    /// frees enough, else the one that frees the most; none in cooldown.
+    fn pick_vm(&self, src: usize, need: f64, room: f64) -> Option<usize> {
+        let cooldown = u64::from(self.cfg.balance.cooldown_ticks);
+        let mut cover: Option<(usize, f64)> = None;
+        let mut most: Option<(usize, f64)> = None;
+        for (pos, (vm, &id)) in self.hosts[src].vms.iter().zip(&self.ids[src]).enumerate() {
+            let cool = self.landed[id].is_none_or(|t| self.tick - t >= cooldown);
+            let copy = vm.touched();
+            let frees = vm.ram - vm.merged + vm.zswap / ZSWAP_RATIO;
+            if !cool || copy > room || frees <= 0.0 {
+                continue;
+            }
+            if frees >= need && cover.is_none_or(|(_, c)| copy < c) {
+                cover = Some((pos, copy));
+            }
+            if most.is_none_or(|(_, f)| frees > f) {
+                most = Some((pos, frees));
+            }
+        }
+        cover.or(most).map(|(pos, _)| pos)
+    }
+
+    fn result(mut self, overcommit: f64) -> ClusterResult {
+        self.series.flush(self.tick);
+        let ticks = self.tick;
+        let host_ticks = ticks * self.hosts.len() as u64;
+        let pct = |c: u64, of: u64| round2(100.0 * c as f64 / of.max(1) as f64);
+        let mut counts = [0u64; 5];
+        for c in &self.host_states {
+            for (sum, v) in counts.iter_mut().zip(c) {
+                *sum += v;
+            }
+        }
+        let times = |c: &[u64; 5], of: u64| StateTimes {
+            high: pct(c[HostState::High as usize], of),
+            clear: pct(c[HostState::Clear as usize], of),
+            soft: pct(c[HostState::Soft as usize], of),
+            hard: pct(c[HostState::Hard as usize], of),
+            low: pct(c[HostState::Low as usize], of),
+        };
+        // As `simulate`: sums of the rounded percentages.
+        let hard_low = |t: &StateTimes| t.hard_low();
+        let soft_plus = |t: &StateTimes| round2(t.soft + t.hard + t.low);
+        let states = times(&counts, host_ticks);
+        let hosts: Vec<HostSummary> = self
+            .host_states
+            .iter()
+            .zip(&self.ids)
+            .zip(&self.start)
+            .map(|((c, ids), &(vms_start, configured_start_mib))| {
+                let t = times(c, ticks);
+                HostSummary {
+                    vms_start,
+                    configured_start_mib,
+                    vms_end: ids.len(),
+                    configured_end_mib: ids.iter().map(|&i| self.fleet[i].configured).sum(),
+                    hard_low_pct: hard_low(&t),
+                    soft_plus_pct: soft_plus(&t),
+                }
+            })
+            .collect();
+        let mut pain = simulate::TickPain::default();
+        for sim in &self.hosts {
+            pain.squeeze += sim.pain.squeeze;
+            pain.cache_short += sim.pain.cache_short;
+            pain.refault_zswap += sim.pain.refault_zswap;
+            pain.refault_swap += sim.pain.refault_swap;
+            pain.oom += sim.pain.oom;
+        }
+        ClusterResult {
+            balancing: self.balancing,
+            overcommit,
+            host_capacity_mib: self.hosts.first().map_or(0, |s| s.capacity),
+            min_free_mib: self.hosts.first().map_or(0, |s| s.policy.min_free_mib),
+            ticks,
+            hard_low_pct: hard_low(&states),
+            soft_plus_pct: soft_plus(&states),
+            worst_host_hard_low_pct: hosts.iter().map(|h| h.hard_low_pct).fold(0.0, f64::max),
+            states,
+            migrations: self.log.len() as u64,
+            migrated_mib: round1(self.log.iter().fold(0.0, |sum, m| sum + m.mib)),
+            migrating_vm_s: round1(self.log.iter().fold(0.0, |sum, m| sum + m.secs)),
+            pain: Pain {
+                squeeze_mib_h: round1(pain.squeeze / HOUR),
+                cache_short_mib_h: round1(pain.cache_short / HOUR),
+                refault_zswap_mib: round1(pain.refault_zswap),
+                refault_swap_mib: round1(pain.refault_swap),
+                oom_deflates: pain.oom,
+                overflow: MeanPeak {
+                    mean_mib: round1(self.overflow_sum / ticks.max(1) as f64),
+                    peak_mib: round1(self.overflow_peak),
+                },
+            },
+            hosts,
+            consolidation: None,
+            log: self
+                .log
+                .iter()
+                .map(|m| Migration {
+                    mib: round1(m.mib),
+                    secs: round1(m.secs),
+                    ..*m
+                })
+                .collect(),
+            series: self.series.out,
+        }
+    }
+}
+
+/// One run of the cluster at `overcommit`.
+fn run_once(
+    cfg: &ClusterConfig,
+    fleet: &[VmSpec],
+    host_of: &[usize],
+    balancing: bool,
+    overcommit: f64,
+) -> ClusterResult {
+    let capacity = host_capacity(fleet, cfg.hosts, overcommit);
+    let mut c = Cluster::new(cfg, fleet, host_of, capacity, balancing);
+    for _ in 0..cfg.sim.ticks() {
+        c.step();
+    }
+    c.result(overcommit)
+}
+
+/// Whether a run keeps the cluster out of hard and low long enough.
+fn passes(r: &ClusterResult) -> bool {
+    r.hard_low_pct <= CONSOLIDATION_MAX_HARD_LOW_PCT
+}
+
+/// Bisection for the highest passing overcommit in [`CONSOLIDATION_RANGE`],
+/// starting from the main run, as `simulate` searches a single host.
+fn consolidation(
+    cfg: &ClusterConfig,
+    fleet: &[VmSpec],
+    host_of: &[usize],
+    main: &ClusterResult,
+) -> Consolidation {
+    let (lo, hi) = CONSOLIDATION_RANGE;
+    let mut runs = 0u32;
+    let mut at = |oc: f64| {
+        runs += 1;
+        let r = run_once(cfg, fleet, host_of, main.balancing, oc);
+        passes(&r).then_some(r.pain)
+    };
+    let (mut pass, mut fail) = (None, None);
+    if (lo..=hi).contains(&main.overcommit) {
+        if passes(main) {
+            pass = Some((main.overcommit, main.pain));
+        } else {
+            fail = Some(main.overcommit);
+        }
+    }
+    if pass.is_none() {
+        pass = at(lo).map(|pain| (lo, pain));
+    }
+    if pass.is_some() && fail.is_none() {
+        match at(hi) {
+            Some(pain) => pass = Some((hi, pain)),
+            None => fail = Some(hi),
+        }
+    }
+    if let (Some((mut p, mut pain)), Some(mut f)) = (pass, fail) {
+        for _ in 0..cfg.sim.consolidation_steps {
+            let mid = (p + f) / 2.0;
+            match at(mid) {
+                Some(mid_pain) => (p, pain) = (mid, mid_pain),
+                None => f = mid,
+            }
+        }
+        (pass, fail) = (Some((p, pain)), Some(f));
+    } else if pass.is_none() {
+        fail = Some(lo);
+    }
+    Consolidation {
+        max_overcommit: pass.map(|(p, _)| p),
+        first_failing: fail,
+        runs,
+        pain_at_max: pass.map(|(_, pain)| pain),
+    }
+}
+
+/// One mode: the main run and, if configured, the consolidation search.
+fn run_mode(
+    cfg: &ClusterConfig,
+    fleet: &[VmSpec],
+    host_of: &[usize],
+    balancing: bool,
+) -> ClusterResult {
+    let mut r = run_once(cfg, fleet, host_of, balancing, cfg.sim.overcommit);
+    if cfg.sim.consolidation_steps > 0 {
+        r.consolidation = Some(consolidation(cfg, fleet, host_of, &r));
+    }
+    r
+}
+
+/// Runs the cluster of `cfg` without and with balancing on the same fleet,
+/// placement and traces (one thread per mode), with the consolidation
+/// search of each if `cfg.sim.consolidation_steps` > 0.
+///
+/// An invalid configuration is [`Error::Invalid`].
+pub fn compare_balancing(cfg: &ClusterConfig) -> Result<ClusterComparison> {
+    cfg.validate()?;
+    let fleet = simulate::fleet(&cfg.sim);
+    let host_of = place(&fleet, cfg.hosts, cfg.placement);
+    let (unbalanced, balanced) = std::thread::scope(|s| {
+        let (fleet, host_of) = (&fleet, &host_of);
+        let with = s.spawn(move || run_mode(cfg, fleet, host_of, true));
+        let without = run_mode(cfg, fleet, host_of, false);
+        let with = with
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (without, with)
+    });
+    Ok(ClusterComparison {
+        config: cfg.clone(),
+        configured_mib: fleet.iter().map(|v| v.configured).sum(),
+        host_capacity_mib: host_capacity(&fleet, cfg.hosts, cfg.sim.overcommit),
+        unbalanced,
+        balanced,
+    })
+}
+
+/// MiB as GiB with one decimal.
+fn gib(mib: f64) -> String {
+    format!("{:.1}", mib / 1024.0)
+}
+
+/// The consolidation column: "2.31", ">=4.00", "<0.50" or "-".
+fn consolidation_cell(c: Option<Consolidation>) -> String {
+    match c {
+        None => "-".into(),
+        Some(Consolidation {
+            first_failing: None,
+            max_overcommit: Some(m),
+            ..
+        }) => format!(">={m:.2}"),
+        Some(Consolidation {
+            max_overcommit: Some(m),
+            ..
+        }) => format!("{m:.2}"),
+        Some(Consolidation {
+            max_overcommit: None,
+            first_failing,
+            ..
+        }) => format!("<{:.2}", first_failing.unwrap_or(CONSOLIDATION_RANGE.0)),
+    }
+}
+
+/// Column groups of the table: (group title, [(header, width)]).
+const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
+    ("", &[("balancing", 9), ("consol.", 7)]),
+    (
+        "time in state, % of host-ticks",
+        &[
+            ("high", 5),
+            ("clear", 5),
+            ("soft", 5),
+            ("hard", 5),
+            ("low", 5),
+            ("h+l", 5),
+            ("worst", 5),
+            ("soft+", 5),
+        ],
+    ),
+    ("migrations", &[("count", 5), ("GiB", 6), ("VM-min", 6)]),
+    (
+        "guest pain",
+        &[
+            ("squeeze", 7),
+            ("cache", 7),
+            ("refault z/s", 11),
+            ("oom", 5),
+            ("over", 6),
+        ],
+    ),
+];
+
+/// One table line from cells in [`COLUMNS`] order.
+fn table_line(cells: &[String]) -> String {
+    let mut cells = cells.iter();
+    let groups: Vec<String> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(g, (_, cols))| {
+            cols.iter()
+                .enumerate()
+                .map(|(i, (_, w))| {
+                    let cell = cells.next().map_or("", String::as_str);
+                    if g == 0 && i == 0 {
+                        format!("{cell:<w$}")
+                    } else {
+                        format!("{cell:>w$}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    groups.join(" | ")
+}
+
+/// A host list: "0: 40 VMs 150.0 GiB (h+l 3.2 %), 1: ...".
+fn hosts_line(hosts: &[HostSummary], end: bool) -> String {
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let (vms, mib) = if end {
+                (h.vms_end, h.configured_end_mib)
+            } else {
+                (h.vms_start, h.configured_start_mib)
+            };
+            format!(
+                "{i}: {vms} VMs {} GiB, h+l {:.1} %",
+                gib(mib as f64),
+                h.hard_low_pct
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A fixed-width text table of a comparison: a header naming the run, one
+/// row per mode, the hosts before and after, and a legend.
+pub fn render_table(c: &ClusterComparison) -> String {
+    use std::fmt::Write;
+    let cfg = &c.config;
+    let sim = &cfg.sim;
+    let b = &cfg.balance;
+    let minutes = |ticks: u32| f64::from(ticks) * sim.tick_secs / 60.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} VMs, {} GiB configured on {} hosts of {} GiB (overcommit {:.2}), {} h at {} s ticks, \
+         seed {}, policy {} on every host, minFree {} MiB per host",
+        sim.vms,
+        gib(c.configured_mib as f64),
+        cfg.hosts,
+        gib(c.host_capacity_mib as f64),
+        sim.overcommit,
+        sim.hours,
+        sim.tick_secs,
+        sim.seed,
+        sim.policy.kind.name(),
+        c.unbalanced.min_free_mib
+    );
+    let _ = writeln!(
+        out,
+        "balancer: move after {} ticks ({} min) in soft or worse; cooldown {} ticks ({} min); \
+         link {} MiB/s; at most {} in flight; destination keeps {} % of capacity beyond leaving soft",
+        b.sustain_ticks,
+        minutes(b.sustain_ticks),
+        b.cooldown_ticks,
+        minutes(b.cooldown_ticks),
+        b.link_mib_s,
+        b.max_concurrent,
+        b.dest_margin_pct
+    );
+    let _ = writeln!(out, "placement: {}", cfg.placement.name());
+    let _ = writeln!(
+        out,
+        "  without balancing: {}",
+        hosts_line(&c.unbalanced.hosts, false)
+    );
+    let _ = writeln!(
+        out,
+        "  with, at the end:  {}",
+        hosts_line(&c.balanced.hosts, true)
+    );
+    let _ = writeln!(out);
+    let titles: Vec<String> = COLUMNS
+        .iter()
+        .map(|(title, cols)| {
+            let w = cols.iter().map(|(_, w)| w + 1).sum::<usize>() - 1;
+            format!("{title:^w$}")
+        })
+        .collect();
+    let _ = writeln!(out, "{}", titles.join(" | ").trim_end());
+    let headers: Vec<String> = COLUMNS
+        .iter()
+        .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
+        .collect();
+    let header = table_line(&headers);
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(out, "{}", "-".repeat(header.len()));
+    for (name, r) in [("none", &c.unbalanced), ("drs", &c.balanced)] {
+        let s = &r.states;
+        let p = &r.pain;
+        let pct = |v: f64| format!("{v:.1}");
+        let cells = [
+            name.to_string(),
+            consolidation_cell(r.consolidation),
+            pct(s.high),
+            pct(s.clear),
+            pct(s.soft),
+            pct(s.hard),
+            pct(s.low),
+            pct(r.hard_low_pct),
+            pct(r.worst_host_hard_low_pct),
+            pct(r.soft_plus_pct),
+            r.migrations.to_string(),
+            gib(r.migrated_mib),
+            format!("{:.1}", r.migrating_vm_s / 60.0),
+            gib(p.squeeze_mib_h),
+            gib(p.cache_short_mib_h),
+            format!("{}/{}", gib(p.refault_zswap_mib), gib(p.refault_swap_mib)),
+            p.oom_deflates.to_string(),
+            gib(p.overflow.mean_mib),
+        ];
+        let _ = writeln!(out, "{}", table_line(&cells));
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "consol.: highest overcommit with the cluster in hard+low <= {CONSOLIDATION_MAX_HARD_LOW_PCT} % \
+         of host-ticks (searched in {:.2}..{:.2}, same placement); worst: the worst host's h+l",
+        CONSOLIDATION_RANGE.0, CONSOLIDATION_RANGE.1
+    );
+    let _ = writeln!(
+        out,
+        "migrations: count, GiB copied, VM-minutes under migration (guest slowed); squeeze: GiB-h \
+         guests spent below their own floor; cache: GiB-h of page cache lost to the balloon; \
+         refault: GiB read back from zswap/swap; oom: OOM deflations; over: mean GiB consumed \
+         above capacity, summed over hosts"
+    );
+    out
+}
+
+/// The comparison as pretty-printed JSON.
+pub fn render_json(c: &ClusterComparison) -> Result<String> {
+    serde_json::to_string_pretty(c).map_err(|e| Error::Invalid(format!("cluster: JSON: {e}")))
+}
+
+// The chart.
+
+/// Image size, pixels.
+const CHART_SIZE: (u32, u32) = (1200, 900);
+/// Width of the y label area, so the panels line up.
+const Y_LABELS: u32 = 70;
+/// Right margin of every panel: the legends' column.
+const RIGHT: u32 = 210;
+/// Font family (DejaVu Sans via fontconfig), as the run's chart.
+const FONT: &str = "sans-serif";
+/// One colour per host, cycled (as the run's chart's guests).
+const HOST_COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type DrawResult<DB> =
+    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// The colour of a host state (as the run's chart).
+fn state_color(s: HostState) -> RGBColor {
+    match s {
+        HostState::High => RGBColor(129, 199, 132),
+        HostState::Clear => RGBColor(144, 202, 249),
+        HostState::Soft => RGBColor(255, 224, 130),
+        HostState::Hard => RGBColor(255, 167, 38),
+        HostState::Low => RGBColor(229, 57, 53),
+    }
+}
+
+/// Draws "the balancing chart" of `c` into `svg` and `png` (1200x900): for
+/// each mode, every host's free memory over time with the state thresholds
+/// (and, with balancing, a mark per migration in the source host's colour),
+/// and a strip per host with its state.
+///
+/// A comparison without series is [`Error::Invalid`]; a drawing or file
+/// error is [`Error::Host`] naming the file.
+pub fn render_chart(c: &ClusterComparison, svg: &Path, png: &Path) -> Result<()> {
+    if c.unbalanced.series.t_h.is_empty() || c.balanced.series.t_h.is_empty() {
+        return Err(Error::Invalid(
+            "cluster chart: the comparison has no series".into(),
+        ));
+    }
+    draw_to(SVGBackend::new(svg, CHART_SIZE), c, svg)?;
+    draw_to(BitMapBackend::new(png, CHART_SIZE), c, png)
+}
+
+/// Draws into one backend and writes its file.
+fn draw_to<DB: DrawingBackend>(backend: DB, c: &ClusterComparison, path: &Path) -> Result<()> {
+    let root = backend.into_drawing_area();
+    draw(&root, c)
+        .and_then(|()| root.present())
+        .map_err(|e| Error::Host(format!("drawing the chart {}: {e}", path.display())))
+}
+
+/// State thresholds of a host in GiB of free memory, best first.
+fn thresholds_gib(c: &ClusterComparison, min_free_mib: u64) -> [(&'static str, f64); 4] {
+    let th = &c.config.sim.policy.thresholds;
+    let at = |pct: f64| pct / 100.0 * min_free_mib as f64 / 1024.0;
+    [
+        ("high", at(th.high)),
+        ("clear", at(th.clear)),
+        ("soft", at(th.soft)),
+        ("hard", at(th.hard)),
+    ]
+}
+
+/// The whole chart.
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    c: &ClusterComparison,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let cfg = &c.config;
+    let title = format!(
+        "Balancing across hosts: {} VMs on {} hosts of {} GiB, overcommit {:.2}, policy {}",
+        cfg.sim.vms,
+        cfg.hosts,
+        gib(c.host_capacity_mib as f64),
+        cfg.sim.overcommit,
+        cfg.sim.policy.kind.name()
+    );
+    let body = root.titled(&title, (FONT, 22))?;
+    let (_, h) = body.dim_in_pixel();
+    let (top, bottom) = body.split_vertically(h / 2);
+    let x = 0.0..cfg.sim.hours;
+    let free = [&c.unbalanced, &c.balanced]
+        .into_iter()
+        .flat_map(|r| r.series.free_mib.iter().flatten())
+        .map(|m| m / 1024.0);
+    let (lo, hi) = free.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let top_th = thresholds_gib(c, c.unbalanced.min_free_mib)[1].1;
+    let y = (lo * 1.05)..(hi.max(top_th) * 1.05).max(lo + 1.0);
+    let none = format!(
+        "No balancing: free memory per host (hard+low {:.1} % of host-ticks)",
+        c.unbalanced.hard_low_pct
+    );
+    let drs = format!(
+        "DRS-like balancing: {} migration{}, {} GiB copied (hard+low {:.1} % of host-ticks)",
+        c.balanced.migrations,
+        if c.balanced.migrations == 1 { "" } else { "s" },
+        gib(c.balanced.migrated_mib),
+        c.balanced.hard_low_pct
+    );
+    draw_mode(&top, c, &c.unbalanced, &none, x.clone(), y.clone())?;
+    draw_mode(&bottom, c, &c.balanced, &drs, x, y)
+}
+
+/// How a legend entry is marked.
+#[derive(Clone, Copy)]
+enum Key {
+    /// A filled box.
+    Band(RGBColor),
+    /// A solid line.
+    Line(ShapeStyle),
+    /// A dashed line.
+    Dashed(ShapeStyle),
+    /// A triangle.
+    Mark(RGBColor),
+}
+
+/// A legend in the right margin of an area from `top` pixels down; entries
+/// that do not fit are summed up as "+N more".
+fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    top: i32,
+    entries: &[(String, Key)],
+) -> DrawResult<DB> {
+    const ROW: i32 = 18;
+    let (w, h) = area.dim_in_pixel();
+    let x = w as i32 - RIGHT as i32 + 16;
+    let font = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let rows = ((h as i32 - top) / ROW).max(1) as usize;
+    let shown = if entries.len() > rows {
+        rows - 1
+    } else {
+        entries.len()
+    };
+    for (i, (label, key)) in entries[..shown].iter().enumerate() {
+        let y = top + ROW * i as i32;
+        let line = |from: i32, to: i32, style: ShapeStyle| {
+            PathElement::new(vec![(x + from, y), (x + to, y)], style)
+        };
+        match *key {
+            Key::Band(color) => area.draw(&Rectangle::new(
+                [(x, y - 6), (x + 24, y + 6)],
+                color.filled(),
+            ))?,
+            Key::Line(style) => area.draw(&line(0, 24, style))?,
+            Key::Dashed(style) => {
+                area.draw(&line(0, 9, style))?;
+                area.draw(&line(15, 24, style))?;
+            }
+            Key::Mark(color) => area.draw(&TriangleMarker::new((x + 12, y), 6, color.filled()))?,
+        }
+        area.draw(&Text::new(label.as_str(), (x + 32, y), font.clone()))?;
+    }
+    if shown < entries.len() {
+        let more = format!("+{} more", entries.len() - shown);
+        area.draw(&Text::new(more, (x + 32, top + ROW * shown as i32), font))?;
+    }
+    Ok(())
+}
+
+/// Mesh and labels of a time/GiB panel.
+fn mesh<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> DrawResult<DB> {
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .y_desc("free memory (GiB)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .draw()
+}
+
+/// One mode: free memory per host with thresholds and migrations, and a
+/// state strip per host.
+fn draw_mode<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    c: &ClusterComparison,
+    r: &ClusterResult,
+    caption: &str,
+    x: Range<f64>,
+    y: Range<f64>,
+) -> DrawResult<DB> {
+    let s = &r.series;
+    let hosts = s.free_mib.len();
+    let row = if hosts <= 8 { 12 } else { 4 };
+    let strip_h = (hosts as u32 * row).clamp(12, 96) + 40;
+    let (_, h) = area.dim_in_pixel();
+    let (plot, strip) = area.split_vertically(h.saturating_sub(strip_h));
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(caption, (FONT, 16))
+        .margin_right(RIGHT)
+        .margin_top(4)
+        .y_label_area_size(Y_LABELS)
+        .build_cartesian_2d(x.clone(), y.clone())?;
+    mesh(&mut chart)?;
+    let mut keys = Vec::new();
+    for (name, at) in thresholds_gib(c, r.min_free_mib) {
+        if !y.contains(&at) {
+            continue;
+        }
+        let dark = RGBColor(90, 90, 90).mix(0.8).stroke_width(1);
+        chart.draw_series(DashedLineSeries::new(
+            [(x.start, at), (x.end, at)],
+            6,
+            4,
+            dark,
+        ))?;
+        let label =
+            TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Right, VPos::Bottom));
+        chart.draw_series([Text::new(
+            format!("{name} threshold"),
+            (x.end - (x.end - x.start) * 0.005, at),
+            label,
+        )])?;
+    }
+    for (hst, free) in s.free_mib.iter().enumerate() {
+        let color = HOST_COLORS[hst % HOST_COLORS.len()];
+        let style = color.stroke_width(2);
+        chart.draw_series(LineSeries::new(
+            s.t_h.iter().zip(free).map(|(t, m)| (*t, m / 1024.0)),
+            style,
+        ))?;
+        keys.push((format!("host {hst}"), Key::Line(style)));
+    }
+    keys.push((
+        "state threshold".into(),
+        Key::Dashed(RGBColor(90, 90, 90).stroke_width(1)),
+    ));
+    if r.balancing {
+        let tick_h = c.config.sim.tick_secs / HOUR;
+        let base = y.start + (y.end - y.start) * 0.035;
+        chart.draw_series(r.log.iter().map(|m| {
+            let color = HOST_COLORS[m.from % HOST_COLORS.len()];
+            TriangleMarker::new((m.start_tick as f64 * tick_h, base), 5, color.filled())
+        }))?;
+        keys.push((
+            "migration (from host)".into(),
+            Key::Mark(RGBColor(90, 90, 90)),
+        ));
+    }
+    for st in HostState::ALL {
+        keys.push((format!("state {}", st.name()), Key::Band(state_color(st))));
+    }
+    legend(&plot, 30, &keys)?;
+    draw_strip(&strip, s, x)
+}
+
+/// Per host, its state over time.
+fn draw_strip<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    s: &ClusterSeries,
+    x: Range<f64>,
+) -> DrawResult<DB> {
+    let hosts = s.state.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .margin_right(RIGHT)
+        .margin_bottom(4)
+        .x_label_area_size(36)
+        .y_label_area_size(Y_LABELS)
+        .build_cartesian_2d(x, 0.0..hosts as f64)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(WHITE.mix(0.0))
+        .x_desc("time (h)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .draw()?;
+    for (h, states) in s.state.iter().enumerate() {
+        // Host 0 on top.
+        let (y0, y1) = ((hosts - 1 - h) as f64 + 0.1, (hosts - h) as f64 - 0.1);
+        let mut from = 0.0;
+        let mut rects = Vec::new();
+        for (t, st) in s.t_h.iter().zip(states) {
+            rects.push(Rectangle::new(
+                [(from, y0), (*t, y1)],
+                state_color(*st).filled(),
+            ));
+            from = *t;
+        }
+        chart.draw_series(rects)?;
+    }
+    let left = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    // Chart coordinates are the backend's; the labels go in `area`'s.
+    let top = area.get_base_pixel().1;
+    if hosts <= 8 {
+        for h in 0..hosts {
+            let py = chart.backend_coord(&(0.0, (hosts - h) as f64 - 0.5)).1 - top;
+            area.draw(&Text::new(
+                format!("host {h}"),
+                (Y_LABELS as i32 - 6, py),
+                left.clone(),
+            ))?;
+        }
+    } else {
+        let py = chart.backend_coord(&(0.0, hosts as f64 / 2.0)).1 - top;
+        area.draw(&Text::new("hosts", (Y_LABELS as i32 - 6, py), left))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicyKind;
+    use std::collections::BTreeMap;
+
+    /// 40 VMs on 4 hosts for `hours`, 60 s ticks, no consolidation search.
+    fn small(hours: f64) -> ClusterConfig {
+        ClusterConfig {
+            hosts: 4,
+            sim: SimConfig {
+                vms: 40,
+                hours,
+                tick_secs: 60.0,
+                consolidation_steps: 0,
+                ..SimConfig::default()
+            },
+            ..ClusterConfig::default()
+        }
+    }
+
+    /// The first host takes `pct` % of the configured memory (at 40 %,
+    /// 2.4x at a cluster overcommit of 1.5), the others share the rest.
+    fn uneven(pct: f64, hours: f64) -> ClusterConfig {
+        ClusterConfig {
+            placement: Placement::Uneven {
+                first_host_pct: pct,
+            },
+            ..small(hours)
+        }
+    }
+
+    /// Per VM that moved more than once: ticks from landing to the next
+    /// start, and whether it went back to the host it came from.
+    fn regaps(log: &[Migration]) -> Vec<(usize, u64, bool)> {
+        let mut last: BTreeMap<usize, &Migration> = BTreeMap::new();
+        let mut gaps = Vec::new();
+        for m in log {
+            if let Some(prev) = last.get(&m.vm) {
+                assert!(m.start_tick >= prev.end_tick, "{prev:?} then {m:?}");
+                assert_eq!(m.from, prev.to, "{prev:?} then {m:?}");
+                gaps.push((m.vm, m.start_tick - prev.end_tick, m.to == prev.from));
+            }
+            last.insert(m.vm, m);
+        }
+        gaps
+    }
+
+    /// Sanity of one result: states sum to 100, the log and the counters
+    /// agree, VMs are conserved, and the concurrency limits hold.
+    fn check(cfg: &ClusterConfig, r: &ClusterResult) {
+        let s = &r.states;
+        let sum = s.high + s.clear + s.soft + s.hard + s.low;
+        assert!((sum - 100.0).abs() < 0.05, "states sum to {sum}");
+        assert_eq!(r.ticks, cfg.sim.ticks());
+        assert_eq!(r.migrations, r.log.len() as u64);
+        let mib: f64 = r.log.iter().map(|m| m.mib).sum();
+        assert!((r.migrated_mib - mib).abs() < 0.1 * r.log.len() as f64 + 0.1);
+        assert_eq!(r.hosts.len(), cfg.hosts);
+        let vms_start: usize = r.hosts.iter().map(|h| h.vms_start).sum();
+        let vms_end: usize = r.hosts.iter().map(|h| h.vms_end).sum();
+        assert_eq!((vms_start, vms_end), (cfg.sim.vms, cfg.sim.vms));
+        let conf_start: u64 = r.hosts.iter().map(|h| h.configured_start_mib).sum();
+        let conf_end: u64 = r.hosts.iter().map(|h| h.configured_end_mib).sum();
+        assert_eq!(conf_start, conf_end);
+        let worst = r.hosts.iter().map(|h| h.hard_low_pct).fold(0.0, f64::max);
+        assert_eq!(r.worst_host_hard_low_pct, worst);
+        assert!(r.hard_low_pct <= worst + 0.01 && r.hard_low_pct <= r.soft_plus_pct);
+        // Migrations in flight during each tick: at most max_concurrent, at
+        // most one per host.
+        for t in 1..=r.ticks {
+            let flying: Vec<&Migration> = r
+                .log
+                .iter()
+                .filter(|m| m.start_tick < t && t <= m.end_tick)
+                .collect();
+            assert!(flying.len() <= cfg.balance.max_concurrent, "tick {t}");
+            let mut hosts: Vec<usize> = flying.iter().flat_map(|m| [m.from, m.to]).collect();
+            hosts.sort_unstable();
+            let n = hosts.len();
+            hosts.dedup();
+            assert_eq!(hosts.len(), n, "tick {t}: a host in two migrations");
+        }
+        for m in &r.log {
+            assert_ne!(m.from, m.to);
+            assert!(m.mib > 0.0 && m.end_tick > m.start_tick, "{m:?}");
+            let ticks = (m.secs / cfg.sim.tick_secs).ceil().max(1.0) as u64;
+            assert!(m.end_tick - m.start_tick <= ticks + 1, "{m:?}");
+        }
+        let points = r.series.t_h.len();
+        assert!(points > 0 && points as u64 <= SERIES_POINTS);
+        assert!(r.series.free_mib.iter().all(|f| f.len() == points));
+        assert!(r.series.state.iter().all(|s| s.len() == points));
+    }
+
+    #[test]
+    fn same_config_same_result_other_seed_differs() {
+        let cfg = uneven(40.0, 4.0);
+        let a = compare_balancing(&cfg).unwrap();
+        let b = compare_balancing(&cfg).unwrap();
+        assert_eq!(a, b);
+        let mut other = cfg.clone();
+        other.sim.seed = 2;
+        let c = compare_balancing(&other).unwrap();
+        assert_ne!(a.unbalanced.series, c.unbalanced.series);
+        assert_ne!(a.configured_mib, 0);
+    }
+
+    /// One host without balancing is exactly `simulate`'s host.
+    #[test]
+    fn one_host_is_the_simulated_host() {
+        let cfg = ClusterConfig {
+            hosts: 1,
+            sim: SimConfig {
+                vms: 30,
+                hours: 24.0,
+                tick_secs: 120.0,
+                overcommit: 2.2,
+                consolidation_steps: 0,
+                ..SimConfig::default()
+            },
+            ..ClusterConfig::default()
+        };
+        let c = compare_balancing(&cfg).unwrap();
+        let single = simulate::run_policy(&cfg.sim, PolicyKind::BalloonRs).unwrap();
+        for r in [&c.unbalanced, &c.balanced] {
+            check(&cfg, r);
+            assert_eq!(r.host_capacity_mib, single.capacity_mib);
+            assert_eq!(r.min_free_mib, single.min_free_mib);
+            assert_eq!(r.states, single.states);
+            assert_eq!(r.hard_low_pct, single.hard_low_pct);
+            assert_eq!(r.pain, single.pain);
+            assert_eq!(r.migrations, 0, "nowhere to go");
+        }
+        assert!(single.hard_low_pct > 0.0, "the premise: pressure");
+    }
+
+    #[test]
+    fn placement_is_first_fit_decreasing() {
+        let cfg = small(1.0);
+        let fleet = simulate::fleet(&cfg.sim);
+        let total: u64 = fleet.iter().map(|v| v.configured).sum();
+        let host_of = place(&fleet, 4, Placement::FirstFitDecreasing);
+        let load = |h: usize| -> u64 {
+            (0..fleet.len())
+                .filter(|&i| host_of[i] == h)
+                .map(|i| fleet[i].configured)
+                .sum()
+        };
+        for h in 0..4 {
+            let share = total as f64 / 4.0;
+            assert!(
+                (load(h) as f64 - share).abs() <= 8192.0,
+                "host {h}: {} of {share}",
+                load(h)
+            );
+        }
+        // Largest first: the large VMs fill the first host, the small ones
+        // the last.
+        let vms = |h: usize| host_of.iter().filter(|&&x| x == h).count() as u64;
+        assert!(
+            load(0) / vms(0) > 2 * load(3) / vms(3),
+            "{} {}",
+            vms(0),
+            vms(3)
+        );
+        let largest = fleet.iter().map(|v| v.configured).max().unwrap();
+        assert!((0..fleet.len()).all(|i| fleet[i].configured < largest || host_of[i] < 2));
+        // Uneven: the first host takes about its share.
+        let host_of = place(
+            &fleet,
+            4,
+            Placement::Uneven {
+                first_host_pct: 40.0,
+            },
+        );
+        let first: u64 = (0..fleet.len())
+            .filter(|&i| host_of[i] == 0)
+            .map(|i| fleet[i].configured)
+            .sum();
+        assert!(
+            (first as f64 - 0.4 * total as f64).abs() <= 8192.0,
+            "{first}"
+        );
+        // One host takes everything.
+        assert!(place(
+            &fleet,
+            1,
+            Placement::Uneven {
+                first_host_pct: 10.0
+            }
+        )
+        .iter()
+        .all(|&h| h == 0));
+    }
+
+    /// On an uneven placement balancing clearly helps: less time in hard
+    /// and low (in the cluster and on the worst host), less swapping.
+    #[test]
+    fn balancing_relieves_an_overloaded_host() {
+        let cfg = uneven(40.0, 6.0);
+        let c = compare_balancing(&cfg).unwrap();
+        let (none, drs) = (&c.unbalanced, &c.balanced);
+        check(&cfg, none);
+        check(&cfg, drs);
+        assert!(
+            none.hard_low_pct >= 2.0,
+            "premise: host 0 under pressure, {}",
+            none.hard_low_pct
+        );
+        assert!(
+            drs.hard_low_pct <= none.hard_low_pct - 1.5,
+            "{} vs {}",
+            drs.hard_low_pct,
+            none.hard_low_pct
+        );
+        assert!(drs.worst_host_hard_low_pct <= none.worst_host_hard_low_pct / 2.0);
+        assert!(drs.soft_plus_pct < none.soft_plus_pct);
+        assert_eq!(none.migrations, 0);
+        assert!(none.log.is_empty() && none.migrated_mib == 0.0);
+        assert!(drs.migrations > 0 && drs.migrated_mib > 0.0 && drs.migrating_vm_s > 0.0);
+        // VMs left the overloaded host, none went to it.
+        assert!(drs.log.iter().any(|m| m.from == 0));
+        assert!(drs.log.iter().all(|m| m.to != 0));
+        assert!(drs.hosts[0].configured_end_mib < drs.hosts[0].configured_start_mib);
+        // Over a day, balancing also ends the overloaded host's swapping.
+        let day = compare_balancing(&uneven(40.0, 24.0)).unwrap();
+        let refaults = |r: &ClusterResult| r.pain.refault_zswap_mib + r.pain.refault_swap_mib;
+        assert!(refaults(&day.unbalanced) > 10_000.0);
+        assert!(refaults(&day.balanced) < refaults(&day.unbalanced) / 10.0);
+        assert!(day.balanced.hard_low_pct < day.unbalanced.hard_low_pct);
+    }
+
+    /// Balancing lets the uneven cluster run at a higher overcommit.
+    #[test]
+    fn balancing_consolidates_more() {
+        let mut cfg = uneven(40.0, 6.0);
+        cfg.sim.consolidation_steps = 2;
+        let c = compare_balancing(&cfg).unwrap();
+        let none = c.unbalanced.consolidation.unwrap();
+        let drs = c.balanced.consolidation.unwrap();
+        let (n, d) = (none.max_overcommit.unwrap(), drs.max_overcommit.unwrap());
+        assert!(d > n, "{drs:?} vs {none:?}");
+        assert!(none.runs >= 2 && drs.runs >= 2);
+        assert!(drs.pain_at_max.is_some());
+        // Bracketed: the first failing overcommit is above the passing one.
+        assert!(drs.first_failing.unwrap() > d && none.first_failing.unwrap() > n);
+    }
+
+    /// No VM moves again within its cooldown; without one the same cluster
+    /// moves a VM straight back.
+    #[test]
+    fn cooldown_stops_ping_pong() {
+        let mut cfg = uneven(50.0, 24.0);
+        cfg.sim.overcommit = 1.8;
+        cfg.balance.cooldown_ticks = 0;
+        let free = compare_balancing(&cfg).unwrap().balanced;
+        check(&cfg, &free);
+        let gaps = regaps(&free.log);
+        assert!(
+            gaps.iter().any(|&(_, gap, back)| gap < 100 && back),
+            "premise: a quick move back without a cooldown, {gaps:?}"
+        );
+        for cooldown in [100, 60, 1_000_000] {
+            cfg.balance.cooldown_ticks = cooldown;
+            let r = compare_balancing(&cfg).unwrap().balanced;
+            check(&cfg, &r);
+            assert!(r.migrations > 0);
+            let gaps = regaps(&r.log);
+            for &(vm, gap, _) in &gaps {
+                assert!(
+                    gap >= u64::from(cooldown),
+                    "vm {vm} moved after {gap} ticks"
+                );
+            }
+            if cooldown == 1_000_000 {
+                assert!(gaps.is_empty(), "{gaps:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn at_most_max_concurrent_and_a_slow_link_holds_memory_longer() {
+        let mut cfg = uneven(50.0, 6.0);
+        cfg.balance.max_concurrent = 1;
+        cfg.balance.link_mib_s = 5.0;
+        let r = compare_balancing(&cfg).unwrap().balanced;
+        check(&cfg, &r);
+        assert!(r.migrations > 0);
+        // A GiB at 5 MiB/s: over 3 minutes, so several ticks each.
+        assert!(
+            r.log.iter().any(|m| m.end_tick - m.start_tick >= 3),
+            "{:?}",
+            r.log
+        );
+        for m in &r.log {
+            assert!((m.secs - m.mib / 5.0).abs() < 0.1, "{m:?}");
+        }
+        for w in r.log.windows(2) {
+            assert!(w[1].start_tick >= w[0].end_tick, "one at a time: {w:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_errors() {
+        let ok = small(1.0);
+        let with = |f: &dyn Fn(&mut ClusterConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c
+        };
+        let cases: Vec<(ClusterConfig, &str)> = vec![
+            (with(&|c| c.hosts = 0), "hosts 0"),
+            (with(&|c| c.hosts = MAX_HOSTS + 1), "hosts 1025"),
+            (with(&|c| c.sim.vms = 0), "vms 0"),
+            (with(&|c| c.sim.overcommit = f64::NAN), "overcommit NaN"),
+            (with(&|c| c.balance.sustain_ticks = 0), "sustain_ticks 0"),
+            (
+                with(&|c| c.balance.cooldown_ticks = 1_000_001),
+                "cooldown_ticks 1000001",
+            ),
+            (with(&|c| c.balance.link_mib_s = 0.0), "link_mib_s 0"),
+            (with(&|c| c.balance.link_mib_s = f64::NAN), "link_mib_s NaN"),
+            (
+                with(&|c| c.balance.link_mib_s = f64::INFINITY),
+                "link_mib_s inf",
+            ),
+            (with(&|c| c.balance.max_concurrent = 0), "max_concurrent 0"),
+            (
+                with(&|c| c.balance.dest_margin_pct = -1.0),
+                "dest_margin_pct -1",
+            ),
+            (
+                with(&|c| c.balance.dest_margin_pct = f64::NAN),
+                "dest_margin_pct NaN",
+            ),
+            (
+                with(&|c| {
+                    c.placement = Placement::Uneven {
+                        first_host_pct: 0.0,
+                    }
+                }),
+                "first_host_pct 0",
+            ),
+            (
+                with(&|c| {
+                    c.placement = Placement::Uneven {
+                        first_host_pct: 100.5,
+                    }
+                }),
+                "first_host_pct 100.5",
+            ),
+            (
+                with(&|c| {
+                    c.placement = Placement::Uneven {
+                        first_host_pct: f64::NAN,
+                    }
+                }),
+                "first_host_pct NaN",
+            ),
+        ];
+        for (cfg, needle) in cases {
+            match compare_balancing(&cfg) {
+                Err(Error::Invalid(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+        assert!(ok.validate().is_ok());
+        assert!(ClusterConfig::default().validate().is_ok());
+        let d = ClusterConfig::default();
+        assert_eq!((d.hosts, d.sim.vms, d.sim.hours), (4, 200, 24.0));
+        assert_eq!(d.sim.policy.kind, PolicyKind::BalloonRs);
+    }
+
+    #[test]
+    fn table_json_and_chart() {
+        let cfg = uneven(40.0, 3.0);
+        let c = compare_balancing(&cfg).unwrap();
+        let table = render_table(&c);
+        let lines: Vec<&str> = table.lines().collect();
+        let header = lines
+            .iter()
+            .position(|l| l.starts_with("balancing"))
+            .unwrap();
+        let width = lines[header].len();
+        assert_eq!(lines[header + 1], "-".repeat(width));
+        assert!(lines[header + 2].starts_with("none "), "{table}");
+        assert!(lines[header + 3].starts_with("drs "), "{table}");
+        for row in &lines[header + 2..header + 4] {
+            assert_eq!(row.len(), width, "fixed width:\n{table}");
+        }
+        assert!(
+            table.contains("40 VMs") && table.contains("4 hosts"),
+            "{table}"
+        );
+        let json = render_json(&c).unwrap();
+        let back: ClusterComparison = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        assert!(json.contains("\"uneven\"") && json.contains("\"soft_plus_pct\""));
+
+        let dir = std::env::temp_dir();
+        let name =
+            |ext: &str| dir.join(format!("balloon-cluster-test-{}.{ext}", std::process::id()));
+        let (svg, png) = (name("svg"), name("png"));
+        render_chart(&c, &svg, &png).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        for needle in [
+            "host 0",
+            "host 3",
+            "No balancing",
+            "DRS-like",
+            "migration",
+            "soft threshold",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from the SVG");
+        }
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+        assert!(bytes.len() > 10 * 1024, "PNG of {} bytes", bytes.len());
+        std::fs::remove_file(svg).unwrap();
+        std::fs::remove_file(png).unwrap();
+
+        let mut empty = c.clone();
+        empty.balanced.series = ClusterSeries::default();
+        let e = render_chart(&empty, &name("x.svg"), &name("x.png")).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e:?}");
+        let missing = dir.join(format!("balloon-cluster-missing-{}", std::process::id()));
+        let e = render_chart(&c, &missing.join("a.svg"), &missing.join("a.png")).unwrap_err();
+        assert!(
+            matches!(e, Error::Host(ref m) if m.contains("a.svg")),
+            "{e:?}"
+        );
+    }
+
+    /// The table (and chart) of the default configuration: 200 VMs on 4
+    /// hosts for a day, with the consolidation search. A debug build runs a
+    /// small cluster instead; `cargo test --release ... -- --nocapture`
+    /// prints the real one.
+    #[test]
+    fn default_config_table() {
+        let cfg = if cfg!(debug_assertions) {
+            ClusterConfig {
+                sim: SimConfig {
+                    consolidation_steps: 2,
+                    ..small(24.0).sim
+                },
+                ..small(24.0)
+            }
+        } else {
+            ClusterConfig::default()
+        };
+        let c = compare_balancing(&cfg).unwrap();
+        println!("{}", render_table(&c));
+        check(&cfg, &c.unbalanced);
+        check(&cfg, &c.balanced);
+        let (none, drs) = (&c.unbalanced, &c.balanced);
+        assert!(drs.migrations > 0 && none.migrations == 0);
+        assert!(
+            drs.hard_low_pct <= none.hard_low_pct,
+            "{} vs {}",
+            drs.hard_low_pct,
+            none.hard_low_pct
+        );
+        let consol = |r: &ClusterResult| r.consolidation.and_then(|c| c.max_overcommit).unwrap();
+        assert!(consol(drs) >= consol(none));
+        let dir = std::env::temp_dir();
+        let (svg, png) = (
+            dir.join("balloon-cluster-balancing.svg"),
+            dir.join("balloon-cluster-balancing.png"),
+        );
+        render_chart(&c, &svg, &png).unwrap();
+        assert!(std::fs::metadata(&png).unwrap().len() > 10 * 1024);
+        println!("chart: {} and {}", svg.display(), png.display());
+    }
+}
