@@ -262,7 +262,7 @@ fn draw_host<DB: DrawingBackend>(
 }
 
 /// The colour of a host state.
-fn state_color(s: HostState) -> RGBColor {
+pub(crate) fn state_color(s: HostState) -> RGBColor {
     match s {
         HostState::High => RGBColor(129, 199, 132),
         HostState::Clear => RGBColor(144, 202, 249),

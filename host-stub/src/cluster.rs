@@ -77,11 +77,13 @@
 //! [`CONSOLIDATION_MAX_HARD_LOW_PCT`] % of host-ticks, by the same bisection
 //! as `simulate` over [`CONSOLIDATION_RANGE`] with the same placement.
 
+use crate::chart::state_color;
 use crate::policy::HostState;
 use crate::simulate::{
     self, Consolidation, MeanPeak, Pain, Sim, SimConfig, StateTimes, Vm, VmSpec,
     CONSOLIDATION_MAX_HARD_LOW_PCT, CONSOLIDATION_RANGE, HOUR, ZSWAP_RATIO,
 };
+use crate::simulate::{consolidation_cell, gib, round1, round2, table_line};
 use crate::{Error, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -349,16 +351,6 @@ pub struct ClusterComparison {
     pub unbalanced: ClusterResult,
     /// With the DRS-like balancer.
     pub balanced: ClusterResult,
-}
-
-/// Rounds to 0.1.
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-/// Rounds to 0.01.
-fn round2(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
 }
 
 /// The host of each VM (fleet order) under `placement`: first-fit-
@@ -906,32 +898,6 @@ pub fn compare_balancing(cfg: &ClusterConfig) -> Result<ClusterComparison> {
     })
 }
 
-/// MiB as GiB with one decimal.
-fn gib(mib: f64) -> String {
-    format!("{:.1}", mib / 1024.0)
-}
-
-/// The consolidation column: "2.31", ">=4.00", "<0.50" or "-".
-fn consolidation_cell(c: Option<Consolidation>) -> String {
-    match c {
-        None => "-".into(),
-        Some(Consolidation {
-            first_failing: None,
-            max_overcommit: Some(m),
-            ..
-        }) => format!(">={m:.2}"),
-        Some(Consolidation {
-            max_overcommit: Some(m),
-            ..
-        }) => format!("{m:.2}"),
-        Some(Consolidation {
-            max_overcommit: None,
-            first_failing,
-            ..
-        }) => format!("<{:.2}", first_failing.unwrap_or(CONSOLIDATION_RANGE.0)),
-    }
-}
-
 /// Column groups of the table: (group title, [(header, width)]).
 const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
     ("", &[("balancing", 9), ("consol.", 7)]),
@@ -960,30 +926,6 @@ const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
         ],
     ),
 ];
-
-/// One table line from cells in [`COLUMNS`] order.
-fn table_line(cells: &[String]) -> String {
-    let mut cells = cells.iter();
-    let groups: Vec<String> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(g, (_, cols))| {
-            cols.iter()
-                .enumerate()
-                .map(|(i, (_, w))| {
-                    let cell = cells.next().map_or("", String::as_str);
-                    if g == 0 && i == 0 {
-                        format!("{cell:<w$}")
-                    } else {
-                        format!("{cell:>w$}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    groups.join(" | ")
-}
 
 /// A host list: "0: 40 VMs 150.0 GiB (h+l 3.2 %), 1: ...".
 fn hosts_line(hosts: &[HostSummary], end: bool) -> String {
@@ -1142,17 +1084,6 @@ const HOST_COLORS: [RGBColor; 8] = [
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
-
-/// The colour of a host state (as the run's chart).
-fn state_color(s: HostState) -> RGBColor {
-    match s {
-        HostState::High => RGBColor(129, 199, 132),
-        HostState::Clear => RGBColor(144, 202, 249),
-        HostState::Soft => RGBColor(255, 224, 130),
-        HostState::Hard => RGBColor(255, 167, 38),
-        HostState::Low => RGBColor(229, 57, 53),
-    }
-}
 
 /// Draws "the balancing chart" of `c` into `svg` and `png` (1200x900): for
 /// each mode, every host's free memory over time with the state thresholds

@@ -828,12 +828,12 @@ impl Acc {
 }
 
 /// Rounds to 0.1 (keeps the JSON readable; results stay deterministic).
-fn round1(v: f64) -> f64 {
+pub(crate) fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
 /// Rounds to 0.01.
-fn round2(v: f64) -> f64 {
+pub(crate) fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
@@ -1317,12 +1317,12 @@ pub fn compare(cfg: &SimConfig) -> Result<Comparison> {
 }
 
 /// MiB as GiB with one decimal.
-fn gib(mib: f64) -> String {
+pub(crate) fn gib(mib: f64) -> String {
     format!("{:.1}", mib / 1024.0)
 }
 
 /// The consolidation column: "2.31", ">=4.00", "<0.50" or "-".
-fn consolidation_cell(c: Option<Consolidation>) -> String {
+pub(crate) fn consolidation_cell(c: Option<Consolidation>) -> String {
     match c {
         None => "-".into(),
         Some(Consolidation {
@@ -1379,7 +1379,7 @@ const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
 
 /// One table line from cells in [`COLUMNS`] order: the first column left-
 /// aligned, the others right-aligned, groups separated by " | ".
-fn table_line(cells: &[String]) -> String {
+pub(crate) fn table_line(cells: &[String]) -> String {
     let mut cells = cells.iter();
     let groups: Vec<String> = COLUMNS
         .iter()
