@@ -1008,7 +1008,7 @@ pub fn render_table(c: &ClusterComparison) -> String {
         .iter()
         .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
         .collect();
-    let header = table_line(&headers);
+    let header = table_line(&COLUMNS, &headers);
     let _ = writeln!(out, "{header}");
     let _ = writeln!(out, "{}", "-".repeat(header.len()));
     for (name, r) in [("none", &c.unbalanced), ("drs", &c.balanced)] {
@@ -1035,7 +1035,7 @@ pub fn render_table(c: &ClusterComparison) -> String {
             p.oom_deflates.to_string(),
             gib(p.overflow.mean_mib),
         ];
-        let _ = writeln!(out, "{}", table_line(&cells));
+        let _ = writeln!(out, "{}", table_line(&COLUMNS, &cells));
     }
     let _ = writeln!(out);
     let _ = writeln!(

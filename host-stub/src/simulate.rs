@@ -1377,11 +1377,12 @@ const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
     ),
 ];
 
-/// One table line from cells in [`COLUMNS`] order: the first column left-
-/// aligned, the others right-aligned, groups separated by " | ".
-pub(crate) fn table_line(cells: &[String]) -> String {
+/// One table line from cells in `columns` order (group title, [(header,
+/// width)]): the first column left-aligned, the others right-aligned,
+/// groups separated by " | ".
+pub(crate) fn table_line(columns: &[(&str, &[(&str, usize)])], cells: &[String]) -> String {
     let mut cells = cells.iter();
-    let groups: Vec<String> = COLUMNS
+    let groups: Vec<String> = columns
         .iter()
         .enumerate()
         .map(|(g, (_, cols))| {
@@ -1447,7 +1448,7 @@ pub fn render_table(c: &Comparison) -> String {
         .iter()
         .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
         .collect();
-    let header = table_line(&headers);
+    let header = table_line(&COLUMNS, &headers);
     let _ = writeln!(out, "{header}");
     let _ = writeln!(out, "{}", "-".repeat(header.len()));
     for r in &c.results {
@@ -1479,7 +1480,7 @@ pub fn render_table(c: &Comparison) -> String {
             format!("{}/{}", gib(p.refault_zswap_mib), gib(p.refault_swap_mib)),
             gib(p.overflow.mean_mib),
         ];
-        let _ = writeln!(out, "{}", table_line(&cells));
+        let _ = writeln!(out, "{}", table_line(&COLUMNS, &cells));
     }
     let _ = writeln!(out);
     let _ = writeln!(
