@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{memory_back, resize, responsive, xorshift, SETTLE};
+use common::{held_at_floor, memory_back, resize, responsive, xorshift, SETTLE};
 
 qemu_test::both_drivers!(
     inflate_half_then_deflate_and_unload_restores_memory,
@@ -401,21 +401,7 @@ fn balloon_rs_survives_a_hostile_host() -> Result<()> {
         std::thread::sleep(Duration::from_secs(1));
         responsive(&mut g, &format!("{i} s after a 1 MiB target"))?;
     }
-    let d = g.balloon_rs_status()?;
-    ensure!(
-        d.get("floor_holds")? > 0,
-        "never held at the floor:\n{}",
-        d.text
-    );
-    // The floor is checked before each batch; pages parked on per-cpu lists
-    // and the guest's own activity since then move MemAvailable by a few
-    // MiB, hence 4 MiB of tolerance.
-    let avail = g.meminfo()?.mib("MemAvailable")?;
-    ensure!(
-        avail + 4 >= d.get("floor_mib")?,
-        "MemAvailable {avail} MiB below the {} MiB floor",
-        d.get("floor_mib")?
-    );
+    held_at_floor(&mut g)?;
 
     let mut seed = 0x5eed_u64;
     let mut rejected = 0;

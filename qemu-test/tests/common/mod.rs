@@ -61,3 +61,23 @@ pub fn responsive(g: &mut Guest, when: &str) -> Result<()> {
     tracing::debug!(when, ms = t.elapsed().as_millis() as u64, "guest answered");
     Ok(())
 }
+
+/// balloon_rs held at its floor: its debugfs counts floor holds, and
+/// MemAvailable is not below the floor. The floor is checked before each
+/// batch; pages parked on per-cpu lists and the guest's own activity since
+/// then move MemAvailable by a few MiB, hence 4 MiB of tolerance.
+pub fn held_at_floor(g: &mut Guest) -> Result<()> {
+    let d = g.balloon_rs_status()?;
+    ensure!(
+        d.get("floor_holds")? > 0,
+        "never held at the floor:\n{}",
+        d.text
+    );
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    ensure!(
+        avail + 4 >= d.get("floor_mib")?,
+        "MemAvailable {avail} MiB below the {} MiB floor",
+        d.get("floor_mib")?
+    );
+    Ok(())
+}
