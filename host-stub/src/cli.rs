@@ -89,11 +89,24 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
-    /// Compare policies on a simulated host with many VMs.
+    /// Compare policies on a simulated host with many VMs; with `--hosts`,
+    /// compare a cluster with and without DRS-like balancing.
     Simulate {
-        /// VMs.
-        #[arg(long, default_value_t = 500)]
-        vms: usize,
+        /// VMs (default 500 on one host, 200 in a cluster).
+        #[arg(long)]
+        vms: Option<usize>,
+        /// Hosts: more than 1 simulates a cluster, without and with
+        /// live-migration balancing.
+        #[arg(long, default_value_t = 1)]
+        hosts: usize,
+        /// Cluster: the first host's share of the configured memory, percent
+        /// (default: every host an equal share).
+        #[arg(long)]
+        first_host_pct: Option<f64>,
+        /// Cluster: write the balancing chart (cluster.svg and cluster.png)
+        /// into this directory.
+        #[arg(long)]
+        chart: Option<PathBuf>,
         /// Simulated hours.
         #[arg(long, default_value_t = 24.0)]
         hours: f64,
@@ -362,13 +375,33 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::Simulate {
             vms,
+            hosts,
+            first_host_pct,
+            chart,
             hours,
             overcommit,
             seed,
             json,
         } => {
+            if hosts > 1 {
+                return simulate_cluster(ClusterArgs {
+                    vms,
+                    hosts,
+                    first_host_pct,
+                    chart,
+                    hours,
+                    overcommit,
+                    seed,
+                    json,
+                });
+            }
+            if first_host_pct.is_some() || chart.is_some() {
+                return Err(Error::Invalid(
+                    "--first-host-pct and --chart need a cluster (--hosts 2 or more)".into(),
+                ));
+            }
             let cfg = simulate::SimConfig {
-                vms,
+                vms: vms.unwrap_or(simulate::SimConfig::default().vms),
                 hours,
                 overcommit,
                 seed,
@@ -455,4 +488,54 @@ mod tests {
         assert!(Cli::try_parse_from(["balloon-host", "attach", "a=/tmp/q"]).is_err());
         assert!(Cli::try_parse_from(["balloon-host", "frobnicate"]).is_err());
     }
+}
+
+/// `simulate --hosts N` (N > 1).
+struct ClusterArgs {
+    vms: Option<usize>,
+    hosts: usize,
+    first_host_pct: Option<f64>,
+    chart: Option<PathBuf>,
+    hours: f64,
+    overcommit: f64,
+    seed: u64,
+    json: bool,
+}
+
+fn simulate_cluster(a: ClusterArgs) -> Result<()> {
+    use crate::cluster;
+    let base = cluster::ClusterConfig::default();
+    let cfg = cluster::ClusterConfig {
+        hosts: a.hosts,
+        sim: simulate::SimConfig {
+            vms: a.vms.unwrap_or(base.sim.vms),
+            hours: a.hours,
+            overcommit: a.overcommit,
+            seed: a.seed,
+            ..base.sim.clone()
+        },
+        placement: match a.first_host_pct {
+            Some(first_host_pct) => cluster::Placement::Uneven { first_host_pct },
+            None => cluster::Placement::FirstFitDecreasing,
+        },
+        ..base
+    };
+    eprintln!(
+        "simulating {} VMs on {} hosts for {} h, without and with balancing ...",
+        cfg.sim.vms, cfg.hosts, cfg.sim.hours
+    );
+    let c = cluster::compare_balancing(&cfg)?;
+    if a.json {
+        println!("{}", cluster::render_json(&c)?);
+    } else {
+        print!("{}", cluster::render_table(&c));
+    }
+    if let Some(dir) = a.chart {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Host(format!("creating {}: {e}", dir.display())))?;
+        let (svg, png) = (dir.join("cluster.svg"), dir.join("cluster.png"));
+        cluster::render_chart(&c, &svg, &png)?;
+        eprintln!("wrote {} and {}", svg.display(), png.display());
+    }
+    Ok(())
 }

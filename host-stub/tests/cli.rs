@@ -294,3 +294,53 @@ fn status_set_and_attach_a_running_guest() -> TestResult {
     assert_eq!(before, host_settings());
     Ok(())
 }
+
+#[test]
+fn simulate_cluster_compares_balancing_and_draws_the_chart() -> TestResult {
+    let dir = scratch("cluster");
+    let out = Command::new(BIN)
+        .args(["simulate", "--hosts", "3", "--vms", "30", "--hours", "2"])
+        .args(["--first-host-pct", "50", "--chart"])
+        .arg(&dir)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("30 VMs") && stdout.contains("3 hosts"),
+        "{stdout}"
+    );
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+    };
+    let (none, drs) = (
+        row("none").ok_or("no 'none' row")?,
+        row("drs").ok_or("no 'drs' row")?,
+    );
+    // Column 12 is the migration count: none never migrates.
+    assert_eq!(none[12], "0", "{stdout}");
+    assert!(
+        drs[12].parse::<u32>()? > 0,
+        "an uneven cluster should migrate: {stdout}"
+    );
+    for f in ["cluster.svg", "cluster.png"] {
+        assert!(
+            std::fs::metadata(dir.join(f))?.len() > 1000,
+            "{f} missing or empty"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["simulate", "--chart"])
+        .arg(&dir)
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--hosts 2 or more"));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
