@@ -48,7 +48,7 @@ use mm::PAGE_SHIFT;
 use page_pool::{BalloonPage, Migration, PagePool};
 use policy::PFNS_PER_BATCH;
 use stats::{StatsQueue, NR_STATS};
-use virtio::{Device, DeviceHandle, QueueInfo, Virtqueue};
+use virtio::{Device, DeviceHandle, OutBufs, QueueInfo, Virtqueue};
 use work::RawWork;
 
 module! {
@@ -92,6 +92,10 @@ const VQ_COUNT: usize = 5;
 const SIZE_WORK: u64 = 0;
 const STATS_WORK: u64 = 1;
 const HINT_WORK: u64 = 2;
+
+/// Most inflate batches one run of the size work sends (the target and the
+/// floor are re-read between batches; other work runs between runs).
+const FILL_BATCHES: u64 = 32;
 
 /// State the debugfs file shows: plain atomics, so reading it never takes
 /// the balloon lock.
@@ -215,8 +219,8 @@ struct Inner {
     queues: Option<Queues>,
     /// Balloon pages held (4 KiB units), each a page on the pool's list.
     held: u64,
-    /// The PFNs of the batch being sent.
-    pfns: [u32; PFNS_PER_BATCH],
+    /// The PFN buffers: the host reads one while the next is filled.
+    out: OutBufs<PFNS_PER_BATCH>,
     /// Pages dequeued for deflation, released after the host is told
     /// (a fixed array: no per-page allocation).
     leaving: [Option<BalloonPage>; PFNS_PER_BATCH],
@@ -479,19 +483,59 @@ impl Balloon {
         floor
     }
 
-    /// Sends `n` PFNs of the batch on the inflate or deflate queue and waits
-    /// for the host.
-    fn tell_host(&self, inner: &mut Inner, n: usize, deflate: bool) -> Result {
-        let Inner { queues, pfns, .. } = inner;
-        let Some(q) = queues.as_mut() else {
-            return Err(ENODEV);
-        };
+    /// Adds `n` PFNs of the next request buffer to the inflate or deflate
+    /// queue and notifies the host, without waiting for it.
+    fn submit(&self, inner: &mut Inner, n: usize, deflate: bool) -> Result {
+        let Inner { queues, out, .. } = inner;
+        let q = queues.as_mut().ok_or(ENODEV)?;
         let vq = if deflate {
             &mut q.deflate
         } else {
             &mut q.inflate
         };
-        vq.send_and_wait(&pfns[..n], &self.acked)
+        // False: the host is processing the queue and asked not to be told.
+        if out.submit(vq, n)? {
+            vq.notify();
+        }
+        Ok(())
+    }
+
+    /// Sleeps until the host gave back the request buffer in flight.
+    fn wait_acked(&self, inner: &mut Inner, deflate: bool) -> Result {
+        let mut gone = false;
+        self.acked.wait_until(|| {
+            let Inner { queues, out, .. } = &mut *inner;
+            let Some(q) = queues.as_mut() else {
+                gone = true;
+                return true;
+            };
+            let vq = if deflate {
+                &mut q.deflate
+            } else {
+                &mut q.inflate
+            };
+            out.reap(vq);
+            !out.in_flight()
+        });
+        if gone {
+            Err(ENODEV)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends `n` PFNs of the next request buffer on the inflate or deflate
+    /// queue and waits for the host.
+    fn tell_host(&self, inner: &mut Inner, n: usize, deflate: bool) -> Result {
+        self.submit(inner, n, deflate)?;
+        self.wait_acked(inner, deflate)
+    }
+
+    /// Tells the host about one guest page (page migration).
+    fn tell_host_one(&self, inner: &mut Inner, pfn: u64, deflate: bool) -> Result {
+        let pfns = inner.out.next_mut().ok_or(EBUSY)?;
+        self.set_pfns(pfns, 0, pfn);
+        self.tell_host(inner, PER_PAGE as usize, deflate)
     }
 
     /// Writes the balloon PFNs of guest page `pfn` at batch slot `slot`.
@@ -503,39 +547,32 @@ impl Balloon {
         }
     }
 
-    /// Inflates by at most one batch towards `want` more balloon pages.
-    fn fill(&self, inner: &mut Guard<'_, Inner>, want: u64) -> Step {
-        let snap = mm::mem_snapshot();
-        let floor = self.floor_pages(&snap, inner.held);
-        self.shared.available_pages.store(snap.available, Relaxed);
-        let allowed =
-            policy::inflate_allowance(snap.available, floor, policy::batch_pages(want, PAGE_SHIFT));
+    /// Logs (rate-limited) and counts a stop at the floor.
+    fn note_floor(&self, held: u64, snap: &mm::MemSnapshot, floor: u64) {
+        self.shared.floor_holds.fetch_add(1, Relaxed);
         let now = mm::now_ms();
-        let last_oom = self.shared.last_oom_ms.load(Relaxed);
-        if last_oom != 0 && !policy::rate_limit_ok(now, last_oom, policy::OOM_HOLDOFF_MS) {
-            // The guest just needed these pages: no re-inflation for a while.
-            return Step::Floor;
+        if policy::rate_limit_ok(
+            now,
+            self.shared.last_floor_log_ms.load(Relaxed),
+            FLOOR_LOG_INTERVAL_MS,
+        ) {
+            self.shared.last_floor_log_ms.store(now, Relaxed);
+            pr_info!(
+                "holding at the floor: balloon {} MiB of a {} MiB target, {} MiB available, floor {} MiB\n",
+                policy::balloon_pages_to_mib(held),
+                policy::balloon_pages_to_mib(self.shared.target.load(Relaxed)),
+                snap.available >> (20 - PAGE_SHIFT),
+                floor >> (20 - PAGE_SHIFT)
+            );
         }
-        if allowed == 0 {
-            self.shared.floor_holds.fetch_add(1, Relaxed);
-            if policy::rate_limit_ok(
-                now,
-                self.shared.last_floor_log_ms.load(Relaxed),
-                FLOOR_LOG_INTERVAL_MS,
-            ) {
-                self.shared.last_floor_log_ms.store(now, Relaxed);
-                pr_info!(
-                    "holding at the floor: balloon {} MiB of a {} MiB target, {} MiB available, floor {} MiB\n",
-                    policy::balloon_pages_to_mib(inner.held),
-                    policy::balloon_pages_to_mib(self.shared.target.load(Relaxed)),
-                    snap.available >> (20 - PAGE_SHIFT),
-                    floor >> (20 - PAGE_SHIFT)
-                );
-            }
-            return Step::Floor;
-        }
+    }
 
-        let adjust = !self.features.deflate_on_oom;
+    /// Allocates up to `allowed` pages into the next request buffer and puts
+    /// them on the balloon list; returns how many.
+    fn alloc_batch(&self, inner: &mut Inner, allowed: u64, adjust: bool) -> usize {
+        let Some(pfns) = inner.out.next_mut() else {
+            return 0;
+        };
         let mut count = 0usize;
         while (count as u64) < allowed {
             let Some(page) = BalloonPage::alloc() else {
@@ -544,7 +581,7 @@ impl Balloon {
             // On the list (and movable) from here; migration cannot touch it
             // before the host's ack because it needs the balloon lock.
             let pfn = self.pool.enqueue(page, adjust);
-            self.set_pfns(&mut inner.pfns, count, pfn);
+            self.set_pfns(pfns, count, pfn);
             count += 1;
         }
         if (count as u64) < allowed {
@@ -553,41 +590,112 @@ impl Balloon {
         } else {
             inner.failures = 0;
         }
-        if count == 0 {
-            return Step::NoMemory;
+        count
+    }
+
+    /// Inflates by up to [`FILL_BATCHES`] batches towards `want` more
+    /// balloon pages, re-checking the floor before each. Pipelined: the next
+    /// batch is allocated while the host works on the previous one, and
+    /// sent once that one is acknowledged (one buffer in flight, as C). Where
+    /// the host handles a notification asynchronously (KVM's ioeventfd)
+    /// allocation and discard overlap; under TCG the notification returns
+    /// only after the discard, which is then serial as in C (BENCHMARKS.md
+    /// shows why notifying from another vCPU does not help on this host).
+    fn fill(&self, inner: &mut Guard<'_, Inner>, want: u64) -> Step {
+        let last_oom = self.shared.last_oom_ms.load(Relaxed);
+        if last_oom != 0 && !policy::rate_limit_ok(mm::now_ms(), last_oom, policy::OOM_HOLDOFF_MS) {
+            // The guest just needed these pages: no re-inflation for a while.
+            return Step::Floor;
         }
-        let n = count * PER_PAGE as usize;
-        if let Err(e) = self.tell_host(inner, n, false) {
-            // The host never heard of these pages: take them back out.
-            pr_err!(
-                "inflate request failed ({:?}); returning {} pages\n",
-                e,
-                count
+        let adjust = !self.features.deflate_on_oom;
+        let mut step = Step::Floor;
+        // Balloon pages acknowledged by the host, and in flight.
+        let (mut done, mut pending) = (0u64, 0u64);
+        for batch in 0..FILL_BATCHES {
+            let snap = mm::mem_snapshot();
+            let floor = self.floor_pages(&snap, inner.held + pending);
+            self.shared.available_pages.store(snap.available, Relaxed);
+            let left = want - done - pending;
+            let allowed = policy::inflate_allowance(
+                snap.available,
+                floor,
+                policy::batch_pages(left, PAGE_SHIFT),
             );
-            for _ in 0..count {
-                if let Some(p) = self.pool.dequeue() {
-                    p.release(adjust);
+            if allowed == 0 {
+                if batch == 0 {
+                    self.note_floor(inner.held, &snap, floor);
                 }
+                break;
             }
-            return Step::NoMemory;
+            let count = self.alloc_batch(inner, allowed, adjust);
+            if count == 0 {
+                if batch == 0 {
+                    step = Step::NoMemory;
+                }
+                break;
+            }
+            if pending > 0 {
+                self.settle_inflate(inner, pending);
+                done += pending;
+                pending = 0;
+            }
+            let n = count * PER_PAGE as usize;
+            if let Err(e) = self.submit(inner, n, false) {
+                // The host never heard of these pages: take them back out.
+                pr_err!(
+                    "inflate request failed ({:?}); returning {} pages\n",
+                    e,
+                    count
+                );
+                for _ in 0..count {
+                    if let Some(p) = self.pool.dequeue() {
+                        p.release(adjust);
+                    }
+                }
+                step = Step::NoMemory;
+                break;
+            }
+            pending = n as u64;
+            step = Step::Moved;
+            if done + pending >= want || (count as u64) < allowed {
+                break;
+            }
         }
-        inner.held += n as u64;
+        if pending > 0 {
+            self.settle_inflate(inner, pending);
+        }
+        step
+    }
+
+    /// Waits for the inflate batch in flight and counts it.
+    fn settle_inflate(&self, inner: &mut Inner, n: u64) {
+        if let Err(e) = self.wait_acked(inner, false) {
+            // The queues went away with the batch on them: the host may
+            // hold the pages, so they stay in the balloon.
+            pr_err!("inflate batch not acknowledged ({:?})\n", e);
+        }
+        inner.held += n;
         self.shared.batches_inflated.fetch_add(1, Relaxed);
-        self.shared.pages_inflated.fetch_add(n as u64, Relaxed);
-        Step::Moved
+        self.shared.pages_inflated.fetch_add(n, Relaxed);
+        // The host sees progress batch by batch, as with C.
+        self.write_actual(inner.held);
     }
 
     /// Deflates by at most one batch of `want` balloon pages; returns the
     /// balloon pages given back.
     fn leak(&self, inner: &mut Guard<'_, Inner>, want: u64) -> u64 {
         let pages = policy::batch_pages(want.min(inner.held), PAGE_SHIFT);
+        let Inner { out, leaving, .. } = &mut **inner;
+        let Some(pfns) = out.next_mut() else {
+            return 0;
+        };
         let mut count = 0usize;
         while (count as u64) < pages {
             let Some(page) = self.pool.dequeue() else {
                 break;
             };
-            self.set_pfns(&mut inner.pfns, count, page.pfn());
-            inner.leaving[count] = Some(page);
+            self.set_pfns(pfns, count, page.pfn());
+            leaving[count] = Some(page);
             count += 1;
         }
         if count == 0 {
@@ -615,7 +723,12 @@ impl Balloon {
         n as u64
     }
 
-    /// One run of the size work: one batch towards the target.
+    /// Queues the size work.
+    fn queue_size_work(&self) {
+        self.size_work.queue(workqueue::system_freezable());
+    }
+
+    /// One run of the size work: a few batches towards the target.
     fn update_size(&self) {
         let target = self.target();
         self.shared.target.store(target, Relaxed);
@@ -646,7 +759,7 @@ impl Balloon {
             Step::NoMemory => mm::msleep(policy::backoff_ms(failures.max(1))),
         }
         if !self.stop.load(Relaxed) {
-            self.size_work.queue(workqueue::system_freezable());
+            self.queue_size_work();
         }
     }
 
@@ -722,7 +835,11 @@ impl Balloon {
             h.cmd.device_reset(&reset);
             h.vq.take()
         };
-        let queues = self.inner.lock().queues.take();
+        let queues = {
+            let mut inner = self.inner.lock();
+            inner.out.device_reset(&reset);
+            inner.queues.take()
+        };
         let (inflate, deflate) = match queues {
             Some(Queues { inflate, deflate }) => (Some(inflate), Some(deflate)),
             None => (None, None),
@@ -881,16 +998,13 @@ impl page_pool::Migrate for Balloon {
             self.shared.migrations_busy.fetch_add(1, Relaxed);
             return Err(EAGAIN);
         };
-        if inner.queues.is_none() {
+        if inner.queues.is_none() || inner.out.in_flight() {
             return Err(EAGAIN);
         }
         let (new_pfn, old_pfn) = (m.new_pfn(), m.old_pfn());
         let migrated = m.insert_new(!self.features.deflate_on_oom);
-        let n = PER_PAGE as usize;
-        self.set_pfns(&mut inner.pfns, 0, new_pfn);
-        let inflated = self.tell_host(&mut inner, n, false);
-        self.set_pfns(&mut inner.pfns, 0, old_pfn);
-        let deflated = self.tell_host(&mut inner, n, true);
+        let inflated = self.tell_host_one(&mut inner, new_pfn, false);
+        let deflated = self.tell_host_one(&mut inner, old_pfn, true);
         drop(inner);
         drop(migrated);
         self.shared.migrations.fetch_add(1, Relaxed);
@@ -1037,7 +1151,7 @@ impl virtio::Driver for BalloonDriver {
             Inner {
                 queues: Some(main),
                 held: 0,
-                pfns: [0; PFNS_PER_BATCH],
+                out: OutBufs::new()?,
                 leaving: [const { None }; PFNS_PER_BATCH],
                 failures: 0,
             },
@@ -1101,7 +1215,7 @@ impl virtio::Driver for BalloonDriver {
             b.reporting.register()?;
         }
         if b.target() != 0 {
-            b.size_work.queue(workqueue::system_freezable());
+            b.queue_size_work();
         }
         Ok(())
     }
@@ -1131,7 +1245,7 @@ impl virtio::Driver for BalloonDriver {
         b.dev().ready();
         let held = b.inner.lock().held;
         if b.target() != held {
-            b.size_work.queue(workqueue::system_freezable());
+            b.queue_size_work();
         }
         b.write_actual(held);
         b.shared.restores.fetch_add(1, Relaxed);
@@ -1141,7 +1255,7 @@ impl virtio::Driver for BalloonDriver {
     fn config_changed(b: &Balloon) {
         b.shared.config_changes.fetch_add(1, Relaxed);
         if !b.stop.load(Relaxed) {
-            b.size_work.queue(workqueue::system_freezable());
+            b.queue_size_work();
             if let Some(h) = &b.hinting {
                 // Read the command id again; queue a round unless one is
                 // already due (C's config_read_bitmap).

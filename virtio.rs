@@ -292,21 +292,124 @@ impl Virtqueue {
         let token = unsafe { bindings::virtqueue_get_buf(self.ptr.as_ptr(), &mut len) };
         (!token.is_null()).then_some(len)
     }
+}
 
-    /// Sends `buf` to the device and sleeps on `acked` until it is used.
-    ///
-    /// The buffer is borrowed for the whole exchange, so it cannot change
-    /// while the device reads it.
-    pub(crate) fn send_and_wait<T: Copy>(
-        &mut self,
-        buf: &[T],
-        acked: &crate::wait::WaitQueue,
-    ) -> Result {
-        // SAFETY: `buf` is borrowed until this function returns, and it does
-        // not return before the device gave the buffer back.
-        unsafe { self.add_outbuf(buf.as_ptr().cast(), core::mem::size_of_val(buf)) }?;
-        acked.wait_until(|| self.get_buf().is_some());
-        Ok(())
+impl Virtqueue {
+    /// Notifies the device that buffers are available (the second half of
+    /// `virtqueue_kick`). Unlike adding or taking buffers it needs no
+    /// serialisation, so it takes `&self`: another CPU may notify while the
+    /// queue's owner prepares the next buffer. Under an emulator that
+    /// handles the notification in the notifying vCPU (QEMU's TCG has no
+    /// ioeventfd) this call returns only after the device processed the
+    /// queue. False if the queue is broken.
+    pub(crate) fn notify(&self) -> bool {
+        // SAFETY: By the type invariant the queue is valid; `virtqueue_notify`
+        // does not need to be serialised with the other queue operations.
+        unsafe { bindings::virtqueue_notify(self.ptr.as_ptr()) }
+    }
+}
+
+/// Two device-readable buffers of `N` words for one request queue: the
+/// device reads one while the driver fills the other.
+///
+/// # Invariants
+///
+/// `bufs` is a heap allocation that does not move. While `busy[i]`, buffer
+/// `i` is on a queue with its address as token: it is neither written nor
+/// freed until [`OutBufs::reap`] took it back or the device was reset
+/// ([`OutBufs::device_reset`]).
+pub(crate) struct OutBufs<const N: usize> {
+    bufs: core::mem::ManuallyDrop<KBox<[[u32; N]; 2]>>,
+    busy: [bool; 2],
+    next: usize,
+}
+
+impl<const N: usize> OutBufs<N> {
+    /// Allocates the two buffers.
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self {
+            bufs: core::mem::ManuallyDrop::new(KBox::new([[0; N]; 2], GFP_KERNEL)?),
+            busy: [false; 2],
+            next: 0,
+        })
+    }
+
+    /// The buffer to fill next; `None` while the device still has it.
+    pub(crate) fn next_mut(&mut self) -> Option<&mut [u32; N]> {
+        if self.busy[self.next] {
+            return None;
+        }
+        Some(&mut self.bufs[self.next])
+    }
+
+    /// Adds the first `len` words of the next buffer to `vq` without
+    /// notifying the device; returns whether the device wants a
+    /// notification ([`Virtqueue::notify`]).
+    pub(crate) fn submit(&mut self, vq: &mut Virtqueue, len: usize) -> Result<bool> {
+        let i = self.next;
+        if self.busy[i] || len > N {
+            return Err(EINVAL);
+        }
+        let buf = self.bufs[i].as_ptr();
+        let mut sg = core::mem::MaybeUninit::<bindings::scatterlist>::uninit();
+        // SAFETY: `sg` is writable; it describes `len` words of buffer `i`.
+        unsafe { bindings::sg_init_one(sg.as_mut_ptr(), buf.cast(), (len * 4) as u32) };
+        // SAFETY: By the `Virtqueue` invariant the queue is valid; `sg` was
+        // initialised above; the token (the buffer's address) is non-null.
+        // One entry needs no indirect table, so nothing is allocated and
+        // the call may run under a spinlock.
+        to_result(unsafe {
+            bindings::virtqueue_add_outbuf(
+                vq.ptr.as_ptr(),
+                sg.as_mut_ptr(),
+                1,
+                buf.cast_mut().cast(),
+                bindings::GFP_ATOMIC,
+            )
+        })?;
+        // INVARIANT: Buffer `i` is on the queue from here until reaped.
+        self.busy[i] = true;
+        self.next = 1 - i;
+        // SAFETY: By the `Virtqueue` invariant the queue is valid; the caller
+        // serialises this with the other `&mut` operations on it.
+        Ok(unsafe { bindings::virtqueue_kick_prepare(vq.ptr.as_ptr()) })
+    }
+
+    /// Takes back one buffer the device used on `vq`; true if one came.
+    pub(crate) fn reap(&mut self, vq: &mut Virtqueue) -> bool {
+        let Some(token) = vq.get_buf_token() else {
+            return false;
+        };
+        for i in 0..2 {
+            if core::ptr::eq(token.cast_const().cast(), self.bufs[i].as_ptr()) {
+                self.busy[i] = false;
+                return true;
+            }
+        }
+        pr_warn!("the device returned a buffer that is not ours\n");
+        false
+    }
+
+    /// Whether the device has one of the buffers.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.busy.iter().any(|b| *b)
+    }
+
+    /// The device was reset: it has none of the buffers any more.
+    pub(crate) fn device_reset(&mut self, _reset: &Reset<'_>) {
+        self.busy = [false; 2];
+    }
+}
+
+impl<const N: usize> Drop for OutBufs<N> {
+    fn drop(&mut self) {
+        if self.in_flight() {
+            // The device may still read them: leak rather than free.
+            pr_warn!("leaking request buffers the device never returned\n");
+            return;
+        }
+        // SAFETY: Dropped once, here; no buffer is on a queue (checked above).
+        unsafe { core::mem::ManuallyDrop::drop(&mut self.bufs) };
     }
 }
 
