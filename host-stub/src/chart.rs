@@ -390,6 +390,137 @@ fn draw_guests<DB: DrawingBackend>(
     legend(area, LEGEND_TOP, &keys)
 }
 
+/// Right-sizing chart: one panel per VM of `report` with the guest's
+/// memory in use over time (total − available; the timelines one after
+/// the other), its size after ballooning, its configured size and the
+/// recommended size. Written to `svg` and `png` (1200 wide, 300 per row of
+/// two panels).
+///
+/// A report without VMs or timelines without samples is
+/// [`Error::Invalid`]; a drawing or file error is [`Error::Host`].
+pub fn render_report(
+    timelines: &[Vec<Sample>],
+    report: &crate::report::Report,
+    svg: &Path,
+    png: &Path,
+) -> Result<()> {
+    // The timelines end to end: each starts where the previous ended.
+    let mut samples: Vec<Sample> = Vec::new();
+    for tl in timelines {
+        let (first, offset) = match (tl.first(), samples.last()) {
+            (Some(f), Some(l)) => (f.t, l.t + 1.0),
+            (Some(f), None) => (f.t, 0.0),
+            (None, _) => continue,
+        };
+        samples.extend(tl.iter().map(|s| Sample {
+            t: s.t - first + offset,
+            ..s.clone()
+        }));
+    }
+    if samples.is_empty() || report.vms.is_empty() {
+        return Err(Error::Invalid("report chart: no samples or no VMs".into()));
+    }
+    let rows = report.vms.len().div_ceil(2) as u32;
+    let size = (SIZE.0, 60 + 300 * rows);
+    report_to(SVGBackend::new(svg, size), &samples, report, svg)?;
+    report_to(BitMapBackend::new(png, size), &samples, report, png)
+}
+
+/// Draws the right-sizing chart into one backend and writes its file.
+fn report_to<DB: DrawingBackend>(
+    backend: DB,
+    samples: &[Sample],
+    report: &crate::report::Report,
+    path: &Path,
+) -> Result<()> {
+    let root = backend.into_drawing_area();
+    draw_report(&root, samples, report)
+        .and_then(|()| root.present())
+        .map_err(|e| Error::Host(format!("drawing the chart {}: {e}", path.display())))
+}
+
+fn draw_report<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    samples: &[Sample],
+    report: &crate::report::Report,
+) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let body = root.titled(
+        "Right-sizing: guest memory in use against configured and recommended size",
+        (FONT, 22),
+    )?;
+    let rows = report.vms.len().div_ceil(2);
+    let panels = body.split_evenly((rows, 2));
+    let x = span(samples.iter().map(|s| s.t), 1.0);
+    for (vm, area) in report.vms.iter().zip(panels.iter()) {
+        let used: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|s| {
+                let v = s.vms.iter().find(|v| v.name == vm.name)?;
+                Some((s.t, crate::report::used_mib(v)?))
+            })
+            .collect();
+        let y = y_range(used.iter().map(|p| p.1).chain([vm.configured as f64]));
+        let caption = match vm.recommended {
+            Some(r) => format!(
+                "{}: configured {} MiB, recommended {r} MiB",
+                vm.name, vm.configured
+            ),
+            None => format!(
+                "{}: configured {} MiB, no guest statistics",
+                vm.name, vm.configured
+            ),
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, (FONT, 15))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x.clone(), y)?;
+        mesh(&mut chart, "time (s)")?;
+        let blue = VM_COLORS[0];
+        chart
+            .draw_series(LineSeries::new(used, blue.stroke_width(2)))?
+            .label("in use")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], blue.stroke_width(2))
+            });
+        let grey = RGBColor(120, 120, 120);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vm_points(samples, &vm.name, |v| v.actual),
+                6,
+                4,
+                grey.stroke_width(1),
+            ))?
+            .label("size after ballooning")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
+            });
+        let flat = |v: f64| [(x.start, v), (x.end, v)];
+        let black = BLACK.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(flat(vm.configured as f64), black))?
+            .label("configured")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], black));
+        if let Some(r) = vm.recommended {
+            let green = RGBColor(44, 160, 44).stroke_width(2);
+            chart
+                .draw_series(DashedLineSeries::new(flat(r as f64), 10, 5, green))?
+                .label("recommended")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], green));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::MiddleRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font((FONT, 12))
+            .draw()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +626,35 @@ mod tests {
         let (svg, png) = (temp("one.svg"), temp("one.png"));
         render(&[one], "one tick", &svg, &png).unwrap();
         assert!(std::fs::read_to_string(&svg).unwrap().contains("more"));
+        std::fs::remove_file(svg).unwrap();
+        std::fs::remove_file(png).unwrap();
+    }
+
+    #[test]
+    fn report_chart_has_a_panel_per_vm() {
+        let mut tl = timeline();
+        for v in tl.iter_mut().flat_map(|s| &mut s.vms) {
+            let free = v.configured.saturating_sub(v.resident) as f64;
+            v.guest.insert("available".into(), v.configured as f64);
+            v.guest.insert("usable".into(), free);
+        }
+        let both = [tl.clone(), tl];
+        let r = crate::report::build(&both).unwrap();
+        let (svg, png) = (temp("report.svg"), temp("report.png"));
+        render_report(&both, &r, &svg, &png).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        for vm in &r.vms {
+            let caption = format!(
+                "{}: configured {} MiB, recommended {} MiB",
+                vm.name,
+                vm.configured,
+                vm.recommended.unwrap()
+            );
+            assert!(text.contains(&caption), "{caption} missing");
+        }
+        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+        let e = render_report(&[], &r, &svg, &png).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)), "{e:?}");
         std::fs::remove_file(svg).unwrap();
         std::fs::remove_file(png).unwrap();
     }

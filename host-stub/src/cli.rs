@@ -134,6 +134,10 @@ pub enum Command {
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Also draw each VM's use against its configured and recommended
+        /// size (report.svg and report.png) into this directory.
+        #[arg(long)]
+        chart: Option<PathBuf>,
     },
     /// Put back host settings left changed by a run that was killed.
     Restore,
@@ -427,7 +431,11 @@ pub fn main(cli: Cli) -> Result<()> {
             println!("wrote {} and {}", svg.display(), png.display());
             Ok(())
         }
-        Command::Report { timelines, json } => {
+        Command::Report {
+            timelines,
+            json,
+            chart,
+        } => {
             let all = timelines
                 .iter()
                 .map(|t| crate::timeline::read(t))
@@ -440,6 +448,13 @@ pub fn main(cli: Cli) -> Result<()> {
                 );
             } else {
                 print!("{}", r.render());
+            }
+            if let Some(dir) = chart {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::Host(format!("creating {}: {e}", dir.display())))?;
+                let (svg, png) = (dir.join("report.svg"), dir.join("report.png"));
+                crate::chart::render_report(&all, &r, &svg, &png)?;
+                eprintln!("wrote {} and {}", svg.display(), png.display());
             }
             Ok(())
         }

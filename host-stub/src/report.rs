@@ -67,6 +67,13 @@ pub fn recommend(p95_used: f64, configured: u64) -> u64 {
     ((want / 64.0).ceil() as u64 * 64).min(configured)
 }
 
+/// Guest memory in use at one tick, MiB: total − available from the
+/// guest's statistics (None without them).
+pub fn used_mib(v: &crate::timeline::VmSample) -> Option<f64> {
+    let (total, usable) = (v.guest.get("available")?, v.guest.get("usable")?);
+    Some((total - usable).max(0.0))
+}
+
 /// One VM.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VmReport {
@@ -141,10 +148,8 @@ pub fn build(timelines: &[Vec<Sample>]) -> Result<Report> {
                 let a = accs.entry(v.name.clone()).or_default();
                 a.configured = a.configured.max(v.configured);
                 a.ticks += 1.0;
-                if let (Some(total), Some(usable)) =
-                    (v.guest.get("available"), v.guest.get("usable"))
-                {
-                    a.used.push((total - usable).max(0.0));
+                if let Some(used) = used_mib(v) {
+                    a.used.push(used);
                     a.observed_s += dt;
                 }
                 if v.balloon > 0 {

@@ -194,6 +194,16 @@ hold = 40
         .iter()
         .find(|v| v.name == "idle")
         .is_some_and(|v| v.ballooned_s > 0.0));
+    let (svg, png) = (
+        out_dir("report").join("r.svg"),
+        out_dir("report").join("r.png"),
+    );
+    host_stub::chart::render_report(std::slice::from_ref(s), &rs, &svg, &png)?;
+    let text = std::fs::read_to_string(&svg)?;
+    assert!(
+        text.contains("busy: configured 384 MiB, recommended") && text.contains("idle:"),
+        "report chart lacks the VM panels"
+    );
     // Pressure passed and the balloons came back.
     let last = s.last().ok_or("no samples")?;
     assert_eq!(
