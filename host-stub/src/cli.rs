@@ -471,40 +471,6 @@ pub fn main(cli: Cli) -> Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_mib("256M").unwrap(), 256);
-        assert_eq!(parse_size_mib("256MiB").unwrap(), 256);
-        assert_eq!(parse_size_mib("1G").unwrap(), 1024);
-        assert_eq!(parse_size_mib("300").unwrap(), 300);
-        for bad in ["", "x", "-5", "0", "99999999999G", "1T"] {
-            assert!(parse_size_mib(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn tiers() {
-        let t = parse_tiers("sharing,ballooning").unwrap();
-        assert!(t.sharing && t.ballooning && !t.compression && !t.swapping);
-        assert!(parse_tiers("sharing,magic").is_err());
-    }
-
-    #[test]
-    fn cli_parses() {
-        assert!(Cli::try_parse_from(["balloon-host", "run", "s.toml"]).is_ok());
-        assert!(
-            Cli::try_parse_from(["balloon-host", "attach", "--capacity", "1024", "a=/tmp/q"])
-                .is_ok()
-        );
-        assert!(Cli::try_parse_from(["balloon-host", "attach", "a=/tmp/q"]).is_err());
-        assert!(Cli::try_parse_from(["balloon-host", "frobnicate"]).is_err());
-    }
-}
-
 /// `simulate --hosts N` (N > 1).
 struct ClusterArgs {
     vms: Option<usize>,
@@ -553,4 +519,38 @@ fn simulate_cluster(a: ClusterArgs) -> Result<()> {
         eprintln!("wrote {} and {}", svg.display(), png.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("256M").unwrap(), 256);
+        assert_eq!(parse_size_mib("256MiB").unwrap(), 256);
+        assert_eq!(parse_size_mib("1G").unwrap(), 1024);
+        assert_eq!(parse_size_mib("300").unwrap(), 300);
+        for bad in ["", "x", "-5", "0", "99999999999G", "1T"] {
+            assert!(parse_size_mib(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tiers() {
+        let t = parse_tiers("sharing,ballooning").unwrap();
+        assert!(t.sharing && t.ballooning && !t.compression && !t.swapping);
+        assert!(parse_tiers("sharing,magic").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        assert!(Cli::try_parse_from(["balloon-host", "run", "s.toml"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["balloon-host", "attach", "--capacity", "1024", "a=/tmp/q"])
+                .is_ok()
+        );
+        assert!(Cli::try_parse_from(["balloon-host", "attach", "a=/tmp/q"]).is_err());
+        assert!(Cli::try_parse_from(["balloon-host", "frobnicate"]).is_err());
+    }
 }
