@@ -657,6 +657,13 @@ impl Balloon {
             }
             pending = n as u64;
             step = Step::Moved;
+            if batch == 0 {
+                // The first batch is settled at once: the host sees the
+                // balloon move without waiting for the next allocation.
+                self.settle_inflate(inner, pending);
+                done += pending;
+                pending = 0;
+            }
             if done + pending >= want || (count as u64) < allowed {
                 break;
             }

@@ -230,6 +230,14 @@ pub struct Guest {
 impl Guest {
     /// Boots a guest and waits until its agent answers.
     pub fn boot(config: GuestConfig) -> Result<Self> {
+        let mut guest = Self::start(config, &[])?;
+        guest.wait_for_agent()?;
+        Ok(guest)
+    }
+
+    /// Starts QEMU for `config` with `extra` arguments, in a fresh directory,
+    /// and connects to its QMP socket and agent socket.
+    fn start(config: GuestConfig, extra: &[String]) -> Result<Self> {
         let artifacts = Artifacts::locate()?;
         let dir = guest_dir(&config.name)?;
         write_initramfs(&artifacts, &dir)?;
@@ -237,6 +245,7 @@ impl Guest {
             std::fs::File::create(dir.join("qemu.log")).map_err(Error::io("creating qemu.log"))?;
         let mut cmd = Command::new(&artifacts.qemu);
         cmd.args(config.qemu_args(&artifacts, &dir, false))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(Error::io("cloning qemu.log"))?)
             .stderr(log);
@@ -287,16 +296,68 @@ impl Guest {
             .child
             .take()
             .ok_or_else(|| Error::Check("lost the QEMU child".into()))?;
-        let mut guest = Guest {
+        Ok(Guest {
             config,
             child,
             dir,
             qmp,
             agent,
             done: false,
-        };
-        guest.wait_for_agent()?;
-        Ok(guest)
+        })
+    }
+
+    /// Live-migrates the guest to a new QEMU on this machine with QEMU's own
+    /// migration over TCP loopback; afterwards `self` is the guest running
+    /// there. The destination is started like this one, in `cgroup_procs`
+    /// if given (another host's memory budget). The source QEMU ends once
+    /// the destination runs, and its console log is checked.
+    ///
+    /// If the migration fails, the destination is killed and `self` stays
+    /// the source, running again.
+    pub fn migrate_local(&mut self, cgroup_procs: Option<PathBuf>, timeout: Duration) -> Result<()> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(Error::io("picking a migration port"))?
+            .port();
+        let uri = format!("tcp:127.0.0.1:{port}");
+        let mut config = self.config.clone();
+        config.cgroup_procs = cgroup_procs;
+        let mut dest = Self::start(config, &["-incoming".into(), uri.clone()])?;
+        dest.done = true; // until it is the guest
+        tracing::info!(name = %self.config.name, %uri, "migrating");
+        // As fast as the link goes: the default limit (128 MiB/s) only
+        // slows a loopback copy down.
+        let moved = self.qmp.migrate(&uri, 4 << 30, timeout).and_then(|()| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !dest.qmp.running()? {
+                dest.check_alive("starting after the migration")?;
+                if Instant::now() > deadline {
+                    return Err(dest.timeout(
+                        "the destination to run after the migration",
+                        Duration::from_secs(30),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        });
+        if let Err(e) = moved {
+            // Keep the source: stop a migration still running and resume.
+            let _ = self.qmp.execute(&qapi::qmp::migrate_cancel {});
+            if !self.qmp.running().unwrap_or(true) {
+                let _ = self.qmp.cont();
+            }
+            return Err(e);
+        }
+        dest.done = false;
+        let mut source = std::mem::replace(self, dest);
+        // The source is paused for good: end it and check what it logged.
+        let _ = source.qmp.quit();
+        kill_and_reap(&mut source.child);
+        source.done = true;
+        source.check_log()?;
+        let _ = std::fs::remove_dir_all(&source.dir);
+        self.wait_for_agent()
     }
 
     fn wait_for_agent(&mut self) -> Result<()> {

@@ -196,6 +196,11 @@ impl Qmp {
         }
     }
 
+    /// Whether the VM runs (not paused, not waiting for a migration).
+    pub fn running(&mut self) -> Result<bool> {
+        Ok(self.execute(&qmp::query_status {})?.running)
+    }
+
     /// Resumes a paused VM.
     pub fn cont(&mut self) -> Result<()> {
         self.execute(&qmp::cont {})?;

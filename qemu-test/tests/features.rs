@@ -1,5 +1,5 @@
-//! The rest of the virtio balloon: free page reporting, page poison and
-//! freeze/restore, for both drivers.
+//! The rest of the virtio balloon: free page reporting, page poison,
+//! freeze/restore and live migration, for both drivers.
 
 use qemu_test::{ensure, Driver, Error, Guest, GuestConfig, Result, MIB};
 use std::time::{Duration, Instant};
@@ -9,7 +9,10 @@ qemu_test::both_drivers!(
     free_page_reporting_gives_freed_memory_back_to_the_host,
     page_poison_is_negotiated_as_c_does_and_contents_survive,
     freeze_and_restore_keep_the_balloon,
+    live_migration_keeps_the_balloon_working,
 );
+
+mod common;
 
 fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
     GuestConfig::new(&format!("{test}-{driver}"))
@@ -248,6 +251,70 @@ fn free_page_hints_during_migration_are_all_given_back(driver: Driver) -> Result
         out.code == 0 && out.text.contains("verified"),
         "workload after migration: {}",
         out.text
+    );
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// Live migration to a second QEMU over TCP loopback, as between two hosts:
+/// the balloon and its target arrive with the guest (`actual`, MemTotal,
+/// debugfs), the ballooned pages are not copied (the destination's RSS is
+/// no larger than the source's), statistics flow from the destination, and
+/// the driver inflates and deflates there.
+fn live_migration_keeps_the_balloon_working(driver: Driver) -> Result<()> {
+    let mut g = Guest::boot(config("livemig", driver)?)?;
+    g.load(driver)?;
+    let mem = g.config.mem_mib;
+    let total0 = g.meminfo()?.mib("MemTotal")?;
+    common::resize(&mut g, mem - 128)?;
+    let rss_source = g.rss_kib()? / 1024;
+    g.migrate_local(None, Duration::from_secs(300))?;
+    let actual = g.qmp().guest_size()? / MIB;
+    ensure!(
+        actual == mem - 128,
+        "actual {actual} MiB after the migration, {} MiB before",
+        mem - 128
+    );
+    let total = g.meminfo()?.mib("MemTotal")?;
+    ensure!(
+        total + 128 <= total0 + 1 && total + 128 + 1 >= total0,
+        "MemTotal {total} MiB after the migration: expected {total0} - 128 (± 1)"
+    );
+    if driver == Driver::BalloonRs {
+        let d = g.balloon_rs_status()?;
+        ensure!(
+            d.get("target_mib")? == 128 && d.get("actual_mib")? == 128,
+            "debugfs after the migration:\n{}",
+            d.text
+        );
+    }
+    let rss_dest = g.rss_kib()? / 1024;
+    ensure!(
+        rss_dest <= rss_source + 16,
+        "destination RSS {rss_dest} MiB, source {rss_source} MiB: ballooned pages were copied?"
+    );
+    // Statistics from the destination (its polling starts with it).
+    g.qmp().set_stats_interval(1)?;
+    let start = g.qmp().guest_stats()?.last_update;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = g.qmp().guest_stats()?;
+        if s.last_update > start && s.stats.contains_key("stat-free-memory") {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no statistics from the destination in 30 s (last update {})",
+            s.last_update
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    common::resize(&mut g, mem - 256)?;
+    common::resize(&mut g, mem)?;
+    let total = g.meminfo()?.mib("MemTotal")?;
+    ensure!(
+        total == total0,
+        "MemTotal {total} MiB after deflating, {total0} MiB at boot"
     );
     g.unload(driver)?;
     g.shutdown()
