@@ -374,6 +374,7 @@ mod tests {
             vms,
             events: vec![],
             alerts: vec![],
+            second_host: None,
         }
     }
 

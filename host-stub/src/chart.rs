@@ -581,6 +581,7 @@ mod tests {
                     vms,
                     events: Vec::new(),
                     alerts: Vec::new(),
+                    second_host: None,
                 }
             })
             .collect()

@@ -280,6 +280,7 @@ fn attach_scenario(
             free_page_reporting: false,
             deflate_on_oom: false,
             cpus: 1,
+            host: "a".into(),
             workload: Vec::new(),
         });
         sockets.push((name.to_string(), PathBuf::from(sock)));

@@ -217,6 +217,7 @@ mod tests {
             }],
             events: vec![],
             alerts: vec![],
+            second_host: None,
         }
     }
 

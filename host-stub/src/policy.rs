@@ -769,3 +769,89 @@ pub fn decide(
         cgroups,
     }
 }
+
+/// One host of a two-host scenario, as the balancer sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BalanceHost {
+    /// Its state this tick.
+    pub state: HostState,
+    /// Ticks in a row it has been in soft or worse (this one included).
+    pub pressured: u32,
+    /// Free memory, MiB.
+    pub free: f64,
+    /// Its minFree, MiB.
+    pub min_free: f64,
+}
+
+/// Two-host balancing, DRS-like: when a host has been in soft or worse for
+/// `sustain` ticks and the other is in high or clear, move the guest that
+/// frees the most among those the other host can take without leaving
+/// clear. `guests[i]` is `Some((host, cost))` for a guest that may move
+/// (cost: MiB it takes from its host). Returns `(guest, from, to)`.
+pub fn pick_migration(
+    th: &Thresholds,
+    sustain: u32,
+    hosts: [BalanceHost; 2],
+    guests: &[Option<(usize, f64)>],
+) -> Option<(usize, usize, usize)> {
+    let from = (0..2)
+        .filter(|&h| hosts[h].pressured >= sustain)
+        .max_by_key(|&h| hosts[h].pressured)?;
+    let to = 1 - from;
+    let dest = hosts[to];
+    if dest.state > HostState::Clear {
+        return None;
+    }
+    guests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| g.filter(|(h, _)| *h == from).map(|(_, cost)| (i, cost)))
+        .filter(|(_, cost)| th.classify(dest.free - cost, dest.min_free) <= HostState::Clear)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| (i, from, to))
+}
+
+#[cfg(test)]
+mod balance_tests {
+    use super::*;
+
+    fn host(state: HostState, pressured: u32, free: f64) -> BalanceHost {
+        BalanceHost {
+            state,
+            pressured,
+            free,
+            min_free: 64.0,
+        }
+    }
+
+    #[test]
+    fn moves_the_largest_guest_that_fits_after_sustained_pressure() {
+        let th = Thresholds::default();
+        let guests = [
+            Some((0, 100.0)),
+            Some((0, 300.0)),
+            Some((1, 50.0)),
+            Some((0, 900.0)),
+        ];
+        let a = host(HostState::Hard, 3, 10.0);
+        let b = host(HostState::High, 0, 700.0);
+        // 900 MiB would leave b below zero; 300 is the largest that fits.
+        assert_eq!(pick_migration(&th, 3, [a, b], &guests), Some((1, 0, 1)));
+        // Not yet sustained.
+        let a2 = BalanceHost { pressured: 2, ..a };
+        assert_eq!(pick_migration(&th, 3, [a2, b], &guests), None);
+        // The other host is itself under pressure.
+        let b2 = host(HostState::Soft, 1, 700.0);
+        assert_eq!(pick_migration(&th, 3, [a, b2], &guests), None);
+        // Nothing fits: 150 MiB free less 100 is below the clear level.
+        let b3 = host(HostState::Clear, 0, 150.0);
+        assert_eq!(pick_migration(&th, 3, [a, b3], &guests), None);
+        // Guests that may not move (None) are skipped; b can be the source.
+        let only = [None, Some((1, 100.0))];
+        let (x, y) = (
+            host(HostState::High, 0, 700.0),
+            host(HostState::Low, 9, -5.0),
+        );
+        assert_eq!(pick_migration(&th, 3, [x, y], &only), Some((1, 1, 0)));
+    }
+}

@@ -307,6 +307,7 @@ mod tests {
             vms,
             events: vec![],
             alerts: vec![],
+            second_host: None,
         }
     }
 

@@ -7,7 +7,7 @@ use crate::policy::{
     self, CgroupAction, GuestMem, GuestView, HostState, HostView, PolicyState, Tiers,
 };
 use crate::scenario::{GuestDriver, GuestSpec, Scenario, Workload};
-use crate::timeline::{self, HostSample, KsmSample, Sample, VmSample, VmStatus};
+use crate::timeline::{self, HostSample, KsmSample, Sample, SecondHostSample, VmSample, VmStatus};
 use crate::{chart, summary, table, Error, Result};
 use qemu_test::guest::{Guest, GuestConfig, BALLOON_ID};
 use qemu_test::qmp::Qmp;
@@ -107,6 +107,8 @@ impl Conn {
 
 struct Vm {
     spec: GuestSpec,
+    /// The host it runs on: 0 ("a") or 1 ("b").
+    host: usize,
     conn: Option<Conn>,
     status: VmStatus,
     /// Guest size asked for, MiB.
@@ -286,6 +288,7 @@ fn run_with(
         workloads.sort_by(|a, b| a.at.total_cmp(&b.at));
         vms.push(Vm {
             spec: spec.clone(),
+            host: usize::from(spec.host == "b"),
             conn: None,
             status: VmStatus::Booting,
             target: spec.limit(),
@@ -354,8 +357,12 @@ fn run_with(
     }
     let timeline_path = opts.out_dir.join("timeline.jsonl");
     let mut writer = timeline::Writer::create(&timeline_path)?;
-    let cfg = scenario.policy_config();
-    let mut state = PolicyState::initial(&cfg);
+    let hosts = scenario.hosts();
+    let mut states: Vec<PolicyState> = hosts
+        .iter()
+        .map(|(_, _, cfg)| PolicyState::initial(cfg))
+        .collect();
+    let mut balancer = Balancer::default();
     let mut ksm_on = false;
     let mut samples = Vec::new();
     let mut lost = Vec::new();
@@ -419,101 +426,80 @@ fn run_with(
             .collect();
         let split = host::attribute_swap(&swaps, zswap.map_or(0.0, |z| z.1));
         let pool = zswap.map_or(0.0, |z| z.0);
-        let consumed: f64 = obs
-            .iter()
-            .zip(&shared)
-            .map(|(o, s)| o.as_ref().map_or(0.0, |o| o.rss - s))
-            .sum::<f64>()
-            + pool;
-        let host_view = HostView {
-            capacity: scenario.host.capacity_mib,
-            consumed: consumed.max(0.0).round() as u64,
-        };
-        // Decide for the guests still running.
-        let running: Vec<usize> = (0..vms.len()).filter(|&i| obs[i].is_some()).collect();
-        let views: Vec<GuestView> = running
-            .iter()
-            .filter_map(|&i| obs[i].as_ref().map(|o| (i, o)))
-            .map(|(i, o)| {
-                let vm = &vms[i];
-                GuestView {
-                    configured: vm.spec.memory_mib,
-                    reservation: vm.spec.reservation_mib,
-                    limit: vm.spec.limit(),
-                    shares: vm.spec.shares,
-                    target: vm.target,
-                    actual: o.actual,
-                    resident: o.rss.round() as u64,
-                    mem: o.mem.filter(|_| o.fresh),
-                    cgroup_limit: vm.cgroup_limit,
-                }
+        // What each guest costs its host: resident minus shared, plus its
+        // part of the zswap pool (by what it has compressed).
+        let compressed_total: f64 = split.iter().map(|c| c.0).sum();
+        let cost: Vec<f64> = (0..vms.len())
+            .map(|i| {
+                let pool_part = if compressed_total > 0.0 {
+                    pool * split[i].0 / compressed_total
+                } else if i == 0 {
+                    pool
+                } else {
+                    0.0
+                };
+                obs[i].as_ref().map_or(0.0, |o| o.rss - shared[i]) + pool_part
             })
             .collect();
-        let d = policy::decide(&cfg, &mech.tiers, &host_view, &views, &state);
-        if d.state.host_state != state.host_state {
-            events.push(format!(
-                "host {} -> {}",
-                state.host_state, d.state.host_state
-            ));
-        }
-        state = d.state;
-        // Act.
-        for (k, &i) in running.iter().enumerate() {
-            let vm = &mut vms[i];
-            if let Some(t) = d.targets[k] {
-                if let Some(c) = vm.conn.as_mut() {
-                    match c.qmp().set_guest_size(t * MIB) {
-                        Ok(()) => {
-                            events
-                                .push(format!("{}: target {} -> {t} MiB", vm.spec.name, vm.target));
-                            vm.target = t;
-                        }
-                        Err(e) => {
-                            events.push(format!("{}: balloon command failed: {e}", vm.spec.name))
-                        }
-                    }
-                }
-            }
-            if let (Some(a), Some(cg)) = (d.cgroups[k], vm.cgroup.as_ref()) {
-                let limit = match a {
-                    CgroupAction::Limit(m) => Some(m),
-                    CgroupAction::Unlimited => None,
+        // Decide and act, host by host, for the guests running there.
+        let mut views: Vec<HostView> = Vec::new();
+        let mut ksm_want: Option<policy::Ksm> = None;
+        for (h, (name, capacity, cfg)) in hosts.iter().enumerate() {
+            let members: Vec<usize> = (0..vms.len())
+                .filter(|&i| obs[i].is_some() && vms[i].host == h)
+                .collect();
+            let consumed: f64 = members.iter().map(|&i| cost[i]).sum();
+            let view = HostView {
+                capacity: *capacity,
+                consumed: consumed.max(0.0).round() as u64,
+            };
+            let guests: Vec<GuestView> = members
+                .iter()
+                .filter_map(|&i| obs[i].as_ref().map(|o| guest_view(&vms[i], o)))
+                .collect();
+            let d = policy::decide(cfg, &mech.tiers, &view, &guests, &states[h]);
+            if d.state.host_state != states[h].host_state {
+                let which = if hosts.len() > 1 {
+                    format!("host {name}")
+                } else {
+                    "host".into()
                 };
-                if limit != vm.cgroup_limit {
-                    match cg.set_limit(limit) {
-                        Ok(()) => {
-                            events.push(match limit {
-                                Some(m) => format!("{}: memory cgroup limit {m} MiB", vm.spec.name),
-                                None => format!("{}: memory cgroup limit lifted", vm.spec.name),
-                            });
-                            vm.cgroup_limit = limit;
-                        }
-                        Err(e) => {
-                            events.push(format!("{}: cgroup limit failed: {e}", vm.spec.name))
-                        }
-                    }
-                }
+                events.push(format!(
+                    "{which} {} -> {}",
+                    states[h].host_state, d.state.host_state
+                ));
             }
+            states[h] = d.state;
+            act(&mut vms, &members, &d, &mut events);
+            ksm_want = Some(match ksm_want {
+                None => d.ksm,
+                Some(k) => policy::Ksm {
+                    run: k.run || d.ksm.run,
+                    pages_to_scan: k.pages_to_scan.max(d.ksm.pages_to_scan),
+                    sleep_ms: k.sleep_ms.min(d.ksm.sleep_ms),
+                },
+            });
+            views.push(view);
         }
-        if mech.tiers.sharing {
+        if let (true, Some(ksm_d)) = (mech.tiers.sharing, ksm_want) {
             let k = &opts.ksm_dir;
             let r = settings
-                .set(&k.join("pages_to_scan"), &d.ksm.pages_to_scan.to_string())
+                .set(&k.join("pages_to_scan"), &ksm_d.pages_to_scan.to_string())
                 .and_then(|_| {
-                    if d.ksm.run != ksm_on {
-                        settings.ksm_run(k, d.ksm.run)?;
+                    if ksm_d.run != ksm_on {
+                        settings.ksm_run(k, ksm_d.run)?;
                     }
                     Ok(())
                 });
             match r {
                 Ok(()) => {
-                    if d.ksm.run != ksm_on {
+                    if ksm_d.run != ksm_on {
                         events.push(format!(
                             "KSM {}",
-                            if d.ksm.run { "scanning" } else { "paused" }
+                            if ksm_d.run { "scanning" } else { "paused" }
                         ));
                     }
-                    ksm_on = d.ksm.run;
+                    ksm_on = ksm_d.run;
                 }
                 Err(e) => events.push(format!("KSM: {e}")),
             }
@@ -548,23 +534,39 @@ fn run_with(
                 }
             }
         }
+        // Two hosts: move a guest off a host that stays under pressure.
+        if let Some(b) = &scenario.second_host {
+            if let Some((i, from, to)) = balancer.pick(b, &hosts, &states, &views, &vms, &cost) {
+                events.push(migrate(&mut vms[i], hosts[from].0, (to, hosts[to].0)));
+                balancer.migrated();
+            }
+        }
         // Record and show.
+        let host_sample = |h: usize| HostSample {
+            capacity: hosts[h].1,
+            consumed: views[h].consumed,
+            free: views[h].free(),
+            state: states[h].host_state,
+            ksm: ksm.as_ref().map(|k| KsmSample {
+                run: k.run,
+                pages_to_scan: k.pages_to_scan,
+                sharing: k.sharing,
+                shared: k.shared,
+            }),
+            zswap_pool: zswap.map(|z| z.0),
+            zswapped: zswap.map(|z| z.1),
+        };
         let mut sample = Sample {
             t,
-            host: HostSample {
-                capacity: scenario.host.capacity_mib,
-                consumed: host_view.consumed,
-                free: host_view.free(),
-                state: state.host_state,
-                ksm: ksm.map(|k| KsmSample {
-                    run: k.run,
-                    pages_to_scan: k.pages_to_scan,
-                    sharing: k.sharing,
-                    shared: k.shared,
-                }),
-                zswap_pool: zswap.map(|z| z.0),
-                zswapped: zswap.map(|z| z.1),
-            },
+            second_host: (hosts.len() > 1).then(|| SecondHostSample {
+                host: host_sample(1),
+                vms: vms
+                    .iter()
+                    .filter(|v| v.host == 1)
+                    .map(|v| v.spec.name.clone())
+                    .collect(),
+            }),
+            host: host_sample(0),
             vms: vms
                 .iter()
                 .enumerate()
@@ -639,6 +641,163 @@ fn run_with(
         restore_failures: Vec::new(),
     })
 }
+
+/// The policy's view of one running guest.
+fn guest_view(vm: &Vm, o: &Observed) -> GuestView {
+    GuestView {
+        configured: vm.spec.memory_mib,
+        reservation: vm.spec.reservation_mib,
+        limit: vm.spec.limit(),
+        shares: vm.spec.shares,
+        target: vm.target,
+        actual: o.actual,
+        resident: o.rss.round() as u64,
+        mem: o.mem.filter(|_| o.fresh),
+        cgroup_limit: vm.cgroup_limit,
+    }
+}
+
+/// Applies one host's decision to its guests (`members`, in the order the
+/// policy saw them).
+fn act(vms: &mut [Vm], members: &[usize], d: &policy::Decision, events: &mut Vec<String>) {
+    for (k, &i) in members.iter().enumerate() {
+        let vm = &mut vms[i];
+        if let Some(t) = d.targets[k] {
+            if let Some(c) = vm.conn.as_mut() {
+                match c.qmp().set_guest_size(t * MIB) {
+                    Ok(()) => {
+                        events.push(format!("{}: target {} -> {t} MiB", vm.spec.name, vm.target));
+                        vm.target = t;
+                    }
+                    Err(e) => events.push(format!("{}: balloon command failed: {e}", vm.spec.name)),
+                }
+            }
+        }
+        if let (Some(a), Some(cg)) = (d.cgroups[k], vm.cgroup.as_ref()) {
+            let limit = match a {
+                CgroupAction::Limit(m) => Some(m),
+                CgroupAction::Unlimited => None,
+            };
+            if limit != vm.cgroup_limit {
+                match cg.set_limit(limit) {
+                    Ok(()) => {
+                        events.push(match limit {
+                            Some(m) => format!("{}: memory cgroup limit {m} MiB", vm.spec.name),
+                            None => format!("{}: memory cgroup limit lifted", vm.spec.name),
+                        });
+                        vm.cgroup_limit = limit;
+                    }
+                    Err(e) => events.push(format!("{}: cgroup limit failed: {e}", vm.spec.name)),
+                }
+            }
+        }
+    }
+}
+
+/// Two-host balancing state: how long each host has been under pressure,
+/// and when the last migration ended.
+#[derive(Default)]
+struct Balancer {
+    pressured: [u32; 2],
+    last: Option<Instant>,
+}
+
+impl Balancer {
+    /// Counts this tick's pressure and picks a migration
+    /// ([`policy::pick_migration`]) unless one ended within the cooldown.
+    fn pick(
+        &mut self,
+        b: &crate::scenario::SecondHost,
+        hosts: &[(&str, u64, policy::PolicyConfig)],
+        states: &[PolicyState],
+        views: &[HostView],
+        vms: &[Vm],
+        cost: &[f64],
+    ) -> Option<(usize, usize, usize)> {
+        if hosts.len() != 2 || states.len() != 2 || views.len() != 2 {
+            return None;
+        }
+        for (p, s) in self.pressured.iter_mut().zip(states) {
+            *p = if s.host_state >= HostState::Soft {
+                *p + 1
+            } else {
+                0
+            };
+        }
+        if self
+            .last
+            .is_some_and(|t| t.elapsed().as_secs_f64() < b.cooldown_s)
+        {
+            return None;
+        }
+        let host = |h: usize| policy::BalanceHost {
+            state: states[h].host_state,
+            pressured: self.pressured[h],
+            free: views[h].free(),
+            min_free: hosts[h].2.min_free_mib as f64,
+        };
+        // Only guests this run launched can be migrated (it owns their QEMU).
+        let movable: Vec<Option<(usize, f64)>> = vms
+            .iter()
+            .zip(cost)
+            .map(|(v, c)| {
+                (v.status == VmStatus::Running && matches!(v.conn, Some(Conn::Owned(_))))
+                    .then_some((v.host, *c))
+            })
+            .collect();
+        policy::pick_migration(
+            &hosts[0].2.thresholds,
+            b.sustain_ticks,
+            [host(0), host(1)],
+            &movable,
+        )
+    }
+
+    fn migrated(&mut self) {
+        self.last = Some(Instant::now());
+        self.pressured = [0; 2];
+    }
+}
+
+/// Live-migrates a guest this run launched from host `from` to host `to`
+/// (index, name): QEMU's own migration over loopback into a new QEMU in the
+/// guest's cgroup. Returns the event; a failed migration leaves the guest
+/// where it was.
+fn migrate(vm: &mut Vm, from: &str, (to, to_name): (usize, &str)) -> String {
+    let name = vm.spec.name.clone();
+    let Some(Conn::Owned(g)) = vm.conn.as_mut() else {
+        return format!("{name}: not migrated (a guest this run did not launch)");
+    };
+    // Source and destination are charged to the same cgroup while both
+    // exist: no limit during the move (the next tick decides again).
+    if let (Some(_), Some(cg)) = (vm.cgroup_limit, vm.cgroup.as_ref()) {
+        if cg.set_limit(None).is_ok() {
+            vm.cgroup_limit = None;
+        }
+    }
+    eprintln!("balloon-host: live-migrating {name} from host {from} to host {to_name}");
+    let t0 = Instant::now();
+    match g.migrate_local(vm.cgroup.as_ref().map(VmCgroup::procs), MIGRATION_TIMEOUT) {
+        Ok(()) => {
+            vm.host = to;
+            // Stats polling belongs to the QEMU, not to the guest.
+            let stats = match g.qmp().set_stats_interval(1) {
+                Ok(()) => String::new(),
+                Err(e) => format!(" (statistics polling not set: {e})"),
+            };
+            format!(
+                "{name}: live-migrated from host {from} to host {to_name} in {:.1} s{stats}",
+                t0.elapsed().as_secs_f64()
+            )
+        }
+        Err(e) => format!(
+            "{name}: migration from host {from} to host {to_name} failed, the guest stays: {e}"
+        ),
+    }
+}
+
+/// Longest a live migration may take.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One guest's measurements at one tick.
 struct Observed {

@@ -107,6 +107,10 @@ pub struct GuestSpec {
     /// vCPUs (default 1).
     #[serde(default = "default_cpus")]
     pub cpus: u32,
+    /// The host it starts on: "a" (`[host]`, the default) or "b"
+    /// (`[second_host]`).
+    #[serde(default = "default_host")]
+    pub host: String,
     /// Workloads, in any order.
     #[serde(default)]
     pub workload: Vec<Spanned<Workload>>,
@@ -118,6 +122,10 @@ fn default_shares() -> u32 {
 
 fn default_cpus() -> u32 {
     1
+}
+
+fn default_host() -> String {
+    "a".into()
 }
 
 impl GuestSpec {
@@ -150,8 +158,48 @@ fn default_swap() -> u64 {
 impl HostSpec {
     /// minFree with its default.
     pub fn min_free(&self) -> u64 {
-        self.min_free_mib
-            .unwrap_or_else(|| (self.capacity_mib * 6 / 100).max(16))
+        min_free_or_default(self.min_free_mib, self.capacity_mib)
+    }
+}
+
+/// minFree: as set, or 6 % of the capacity, at least 16 MiB.
+fn min_free_or_default(min_free_mib: Option<u64>, capacity_mib: u64) -> u64 {
+    min_free_mib.unwrap_or_else(|| (capacity_mib * 6 / 100).max(16))
+}
+
+/// A second host ("b"): another memory budget on this machine, with the
+/// thresholds of `[host]`. When one host stays in soft or worse and the
+/// other has room, the stub live-migrates a guest across (QEMU's own
+/// migration over loopback), as DRS moves a VM between hosts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondHost {
+    /// Memory the guests on it may consume, MiB.
+    pub capacity_mib: u64,
+    /// minFree, MiB (default: 6 % of capacity, at least 16).
+    pub min_free_mib: Option<u64>,
+    /// Ticks a host must stay in soft or worse before a guest moves away
+    /// (default 3).
+    #[serde(default = "default_sustain")]
+    pub sustain_ticks: u32,
+    /// Seconds after a migration before the next one (default 30): no
+    /// ping-pong.
+    #[serde(default = "default_cooldown")]
+    pub cooldown_s: f64,
+}
+
+fn default_sustain() -> u32 {
+    3
+}
+
+fn default_cooldown() -> f64 {
+    30.0
+}
+
+impl SecondHost {
+    /// minFree with its default.
+    pub fn min_free(&self) -> u64 {
+        min_free_or_default(self.min_free_mib, self.capacity_mib)
     }
 }
 
@@ -168,6 +216,8 @@ pub struct Scenario {
     pub tick: f64,
     /// The host.
     pub host: HostSpec,
+    /// A second host that guests can be live-migrated to (default: none).
+    pub second_host: Option<SecondHost>,
     /// Tiers the stub may use (default: all).
     #[serde(default)]
     pub tiers: Tiers,
@@ -302,6 +352,41 @@ impl Scenario {
         if let Some(m) = h.thresholds.problem() {
             return Err(format!("line {}: host.thresholds: {m}", host_at("high")));
         }
+        if let Some(b) = &self.second_host {
+            let span = text
+                .find("[second_host]")
+                .map_or(top.clone(), |i| i..text.len());
+            let bl = |key: &str| key_line(text, span.clone(), key);
+            if b.capacity_mib < 64 || b.capacity_mib > MAX_CAPACITY_MIB {
+                return Err(format!(
+                    "line {}: second_host.capacity_mib {}: must be between 64 and {MAX_CAPACITY_MIB}",
+                    bl("capacity_mib"),
+                    b.capacity_mib
+                ));
+            }
+            if b.min_free() == 0 || b.min_free() > b.capacity_mib {
+                return Err(format!(
+                    "line {}: second_host.min_free_mib {}: must be between 1 and second_host.capacity_mib ({})",
+                    bl("min_free_mib"),
+                    b.min_free(),
+                    b.capacity_mib
+                ));
+            }
+            if !(1..=1000).contains(&b.sustain_ticks) {
+                return Err(format!(
+                    "line {}: second_host.sustain_ticks {}: must be between 1 and 1000",
+                    bl("sustain_ticks"),
+                    b.sustain_ticks
+                ));
+            }
+            if !(b.cooldown_s.is_finite() && (0.0..=86400.0).contains(&b.cooldown_s)) {
+                return Err(format!(
+                    "line {}: second_host.cooldown_s {}: must be between 0 and 86400",
+                    bl("cooldown_s"),
+                    b.cooldown_s
+                ));
+            }
+        }
         let policy_span = text.find("[policy]").map_or(top.clone(), |i| i..text.len());
         if let Some((key, m)) = self.policy.problem() {
             return Err(format!(
@@ -371,6 +456,21 @@ impl Scenario {
                     g.shares
                 ));
             }
+            match (g.host.as_str(), &self.second_host) {
+                ("a", _) | ("b", Some(_)) => {}
+                ("b", None) => {
+                    return Err(format!(
+                        "line {}: {what}.host \"b\": there is no [second_host]",
+                        gl("host")
+                    ))
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "line {}: {what}.host {other:?}: \"a\" ([host]) or \"b\" ([second_host])",
+                        gl("host")
+                    ))
+                }
+            }
             if g.cpus == 0 || g.cpus > 16 {
                 return Err(format!(
                     "line {}: {what}.cpus {}: must be between 1 and 16",
@@ -422,6 +522,24 @@ impl Scenario {
             thresholds: self.host.thresholds,
             ..self.policy.clone()
         }
+    }
+
+    /// Each host's capacity and policy configuration: `[host]` ("a"), then
+    /// `[second_host]` ("b") if there is one.
+    pub fn hosts(&self) -> Vec<(&'static str, u64, PolicyConfig)> {
+        let a = self.policy_config();
+        let mut v = vec![("a", self.host.capacity_mib, a.clone())];
+        if let Some(b) = &self.second_host {
+            v.push((
+                "b",
+                b.capacity_mib,
+                PolicyConfig {
+                    min_free_mib: b.min_free(),
+                    ..a
+                },
+            ));
+        }
+        v
     }
 }
 
@@ -518,6 +636,35 @@ limit_mib = 400
             e.contains("host.capacity_mib") && e.contains("line 6"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn second_host_is_checked() {
+        let two = GOOD.replace(
+            "[[guest]]\nname = \"b\"",
+            "[second_host]\ncapacity_mib = 800\n\n[[guest]]\nname = \"b\"\nhost = \"b\"",
+        );
+        let s = parse(&two).unwrap();
+        let hosts = s.hosts();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(
+            (hosts[1].0, hosts[1].1, hosts[1].2.min_free_mib),
+            ("b", 800, 48)
+        );
+        let sh = s.second_host.as_ref().unwrap();
+        assert_eq!((sh.sustain_ticks, sh.cooldown_s), (3, 30.0));
+        assert_eq!(s.guests().nth(1).unwrap().host, "b");
+        let e = err(&GOOD.replace("limit_mib = 400", "limit_mib = 400\nhost = \"b\""));
+        assert!(e.contains("there is no [second_host]"), "{e}");
+        let e = err(&two.replace("host = \"b\"", "host = \"c\""));
+        assert!(e.contains("host \"c\""), "{e}");
+        let e = err(&two.replace(
+            "capacity_mib = 800",
+            "capacity_mib = 800\nsustain_ticks = 0",
+        ));
+        assert!(e.contains("second_host.sustain_ticks 0"), "{e}");
+        let e = err(&two.replace("capacity_mib = 800", "capacity_mib = 8"));
+        assert!(e.contains("second_host.capacity_mib 8"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,21 @@ pub fn render(s: &Sample, name: &str) -> String {
             .map(|p| format!(", zswap pool {p:.0} MiB"))
             .unwrap_or_default(),
     );
+    if let Some(b) = &s.second_host {
+        let _ = writeln!(
+            out,
+            "  (that is host a)  host b {} MiB used of {} MiB, free {:.0} MiB, state {}; on b: {}",
+            b.host.consumed,
+            b.host.capacity,
+            b.host.free,
+            b.host.state.name().to_uppercase(),
+            if b.vms.is_empty() {
+                "-".to_string()
+            } else {
+                b.vms.join(", ")
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "{:<10} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  state",

@@ -101,6 +101,18 @@ pub struct Sample {
     /// Alerts raised this tick.
     #[serde(default)]
     pub alerts: Vec<crate::alerts::Alert>,
+    /// The second host ("b") of a two-host scenario; `host` is then "a".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_host: Option<SecondHostSample>,
+}
+
+/// The second host of a two-host scenario at one tick.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecondHostSample {
+    /// Its memory, as for the first host.
+    pub host: HostSample,
+    /// The guests running on it (the others are on "a").
+    pub vms: Vec<String>,
 }
 
 /// Writes samples as JSON lines.

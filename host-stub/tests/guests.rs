@@ -473,3 +473,113 @@ hold = 1
     );
     Ok(())
 }
+
+/// Two hosts managed by one stub: host a is overrun (a workload in a guest
+/// whose reservation forbids ballooning it), stays in soft or worse, and
+/// the stub live-migrates a guest to host b with QEMU's own migration over
+/// loopback. Host a recovers, host b carries the guest, and in the
+/// migrated guest balloon_rs keeps its balloon (`actual` at the limit) and
+/// keeps sending statistics.
+#[test]
+fn pressured_host_live_migrates_a_guest_to_the_other() -> TestResult {
+    let report = run_scenario(
+        r#"
+name = "two-hosts"
+duration = 50
+tick = 2
+[host]
+capacity_mib = 450
+min_free_mib = 40
+[second_host]
+capacity_mib = 900
+min_free_mib = 40
+sustain_ticks = 2
+cooldown_s = 300
+[tiers]
+sharing = false
+compression = false
+swapping = false
+[[guest]]
+name = "web"
+memory_mib = 384
+limit_mib = 320
+reservation_mib = 320
+[[guest]]
+name = "batch"
+memory_mib = 384
+limit_mib = 352
+reservation_mib = 352
+[[guest.workload]]
+at = 2
+mib = 250
+content = "random"
+hold = 200
+"#,
+        |_| {},
+    )?;
+    let s = &report.samples;
+    assert!(report.lost.is_empty(), "{:?}", report.lost);
+    let (at, moved) = s
+        .iter()
+        .enumerate()
+        .find_map(|(k, x)| {
+            x.events.iter().find_map(|e| {
+                let (name, rest) = e.split_once(": live-migrated from host a to host b")?;
+                let _ = rest;
+                Some((k, name.to_string()))
+            })
+        })
+        .ok_or_else(|| {
+            let states: Vec<String> = s.iter().map(|x| x.host.state.to_string()).collect();
+            format!("no migration; host a states: {states:?}")
+        })?;
+    // Only after sustained pressure (2 ticks in soft or worse).
+    assert!(
+        at >= 1
+            && s[at - 1..=at]
+                .iter()
+                .all(|x| x.host.state >= HostState::Soft),
+        "migrated at tick {at} without sustained pressure"
+    );
+    let limit = if moved == "web" { 320 } else { 352 };
+    let after = &s[at + 1..];
+    assert!(after.len() >= 5, "too few ticks after the migration");
+    // Host a recovers; host b carries the guest.
+    assert!(
+        after.iter().any(|x| x.host.state <= HostState::Clear),
+        "host a never recovered after the migration"
+    );
+    for x in after {
+        let b = x
+            .second_host
+            .as_ref()
+            .ok_or("no second host in the sample")?;
+        assert!(b.vms.contains(&moved), "{moved} not on host b at {} s", x.t);
+        let v = vm(x, &moved);
+        assert_eq!(v.status, VmStatus::Running, "{moved} at {} s", x.t);
+        assert!(
+            b.host.consumed + 1 >= v.resident,
+            "host b consumed {} MiB < {moved}'s resident {}",
+            b.host.consumed,
+            v.resident
+        );
+    }
+    // The balloon came along: actual stays at the limit on host b.
+    for x in &after[1..] {
+        let v = vm(x, &moved);
+        assert_eq!(
+            v.actual, limit,
+            "{moved} actual at {} s after the migration",
+            x.t
+        );
+    }
+    // Statistics flow from the destination: the guest's free memory keeps
+    // being reported after the move.
+    let late = &after[after.len() - 3..];
+    assert!(
+        late.iter()
+            .all(|x| vm(x, &moved).guest.contains_key("available")),
+        "{moved} sends no statistics from host b"
+    );
+    Ok(())
+}
