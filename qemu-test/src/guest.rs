@@ -314,7 +314,11 @@ impl Guest {
     ///
     /// If the migration fails, the destination is killed and `self` stays
     /// the source, running again.
-    pub fn migrate_local(&mut self, cgroup_procs: Option<PathBuf>, timeout: Duration) -> Result<()> {
+    pub fn migrate_local(
+        &mut self,
+        cgroup_procs: Option<PathBuf>,
+        timeout: Duration,
+    ) -> Result<()> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(Error::io("picking a migration port"))?
