@@ -14,6 +14,7 @@ packages=(
 	qemu-system-x86                      # the emulator
 	pkg-config libfontconfig1-dev fonts-dejavu-core  # balloon-host's charts (plotters)
 	util-linux procps                    # mkswap/swapon for the swap tier; pgrep/pkill in tests
+	libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients  # the libvirt backend and its test
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -26,6 +27,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get update -qq || die "apt-get update failed"
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
 		|| die "apt-get install failed for: ${missing[*]}"
+fi
+
+# libvirt's QEMU driver runs QEMU as libvirt-qemu; the package's postinst
+# does not create that user where there is no init system (TOOLCHAIN.md).
+if ! getent passwd libvirt-qemu >/dev/null; then
+	[ "$(id -u)" = 0 ] || die "need root to create the libvirt-qemu user"
+	getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+	useradd --system --gid libvirt-qemu --home-dir /var/lib/libvirt --shell /usr/sbin/nologin libvirt-qemu \
+		|| die "useradd libvirt-qemu failed"
+	log "created the libvirt-qemu user"
 fi
 
 # bindgen: Debian's is too old for 6.12 (needs >= 0.65.1); pin a version.

@@ -45,9 +45,13 @@ pub enum Command {
     /// Manage QEMU guests that are already running, by their QMP sockets.
     Attach {
         /// NAME=QMP_SOCKET for each guest (its balloon device must have
-        /// id=balloon0).
+        /// id=balloon0); with --libvirt, domain names.
         #[arg(required = true)]
         guests: Vec<String>,
+        /// Manage libvirt domains on this connection (e.g. qemu:///system)
+        /// through libvirt's balloon and memory-stats calls.
+        #[arg(long, value_name = "URI")]
+        libvirt: Option<String>,
         /// The host's memory for these guests, MiB.
         #[arg(long)]
         capacity: u64,
@@ -75,9 +79,12 @@ pub enum Command {
     },
     /// One-shot table of running guests by their QMP sockets.
     Status {
-        /// QMP sockets.
+        /// QMP sockets; with --libvirt, domain names.
         #[arg(required = true)]
         sockets: Vec<PathBuf>,
+        /// Show libvirt domains on this connection (e.g. qemu:///system).
+        #[arg(long, value_name = "URI")]
+        libvirt: Option<String>,
     },
     /// Set a guest's balloon target: the memory size it should have.
     Set {
@@ -209,14 +216,7 @@ fn status(sockets: &[PathBuf]) -> Result<String> {
         let stats = q.guest_stats()?;
         let d = run::dommemstat(&stats.stats);
         let g = |k: &str| d.get(k).map_or("-".to_string(), |x| format!("{x:.0}"));
-        let age = if stats.last_update > 0 {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            format!("{} s old", now - stats.last_update)
-        } else {
-            "none (polling off or no driver)".to_string()
-        };
+        let age = stats_age(stats.last_update);
         out.push_str(&format!(
             "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
             sock.display(),
@@ -230,6 +230,49 @@ fn status(sockets: &[PathBuf]) -> Result<String> {
         ));
     }
     Ok(out)
+}
+
+/// `status --libvirt URI DOMAIN...`: the same table from libvirt's calls.
+fn status_libvirt(uri: &str, domains: &[PathBuf]) -> Result<String> {
+    let mut out = format!(
+        "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
+        "libvirt domain", "config", "actual", "balloon", "rss", "free", "avail", "stats"
+    );
+    for d in domains {
+        let dom = crate::libvirt::LibvirtDomain::open(uri, &d.display().to_string())?;
+        let configured = dom.configured_mib()?;
+        let st = dom.stats()?;
+        let actual = st.get("actual").map_or(configured, |a| a.round() as u64);
+        let rss = dom
+            .pid()
+            .and_then(host::process_mem)
+            .map_or("-".to_string(), |(r, _)| format!("{r:.0}"));
+        let g = |k: &str| st.get(k).map_or("-".to_string(), |x| format!("{x:.0}"));
+        out.push_str(&format!(
+            "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
+            dom.name(),
+            configured,
+            actual,
+            configured.saturating_sub(actual),
+            rss,
+            g("unused"),
+            g("usable"),
+            stats_age(st.get("last_update").map_or(0, |t| *t as i64))
+        ));
+    }
+    Ok(out)
+}
+
+/// How old statistics updated at `last_update` (s since the epoch) are.
+fn stats_age(last_update: i64) -> String {
+    if last_update > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        format!("{} s old", now - last_update)
+    } else {
+        "none (polling off or no driver)".to_string()
+    }
 }
 
 fn finish(report: run::RunReport) -> Result<()> {
@@ -256,20 +299,36 @@ fn finish(report: run::RunReport) -> Result<()> {
 
 fn attach_scenario(
     guests: &[String],
+    libvirt: Option<&str>,
     capacity: u64,
     min_free: Option<u64>,
     duration: f64,
     tick: f64,
     tiers: &str,
-) -> Result<(Scenario, Vec<(String, PathBuf)>)> {
+) -> Result<(Scenario, Vec<(String, run::AttachTo)>)> {
     let mut specs = Vec::new();
     let mut sockets = Vec::new();
     for g in guests {
-        let (name, sock) = g
-            .split_once('=')
-            .ok_or_else(|| Error::Invalid(format!("{g:?}: expected NAME=QMP_SOCKET")))?;
-        let mut q = connect(Path::new(sock))?;
-        let mem = configured_mib(&mut q)?;
+        let (name, mem, to) = match libvirt {
+            Some(uri) => {
+                let dom = crate::libvirt::LibvirtDomain::open(uri, g)?;
+                let to = run::AttachTo::Libvirt {
+                    uri: uri.to_string(),
+                };
+                (g.as_str(), dom.configured_mib()?, to)
+            }
+            None => {
+                let (name, sock) = g
+                    .split_once('=')
+                    .ok_or_else(|| Error::Invalid(format!("{g:?}: expected NAME=QMP_SOCKET")))?;
+                let mut q = connect(Path::new(sock))?;
+                (
+                    name,
+                    configured_mib(&mut q)?,
+                    run::AttachTo::Qmp(PathBuf::from(sock)),
+                )
+            }
+        };
         specs.push(GuestSpec {
             name: name.to_string(),
             memory_mib: mem,
@@ -283,7 +342,7 @@ fn attach_scenario(
             host: "a".into(),
             workload: Vec::new(),
         });
-        sockets.push((name.to_string(), PathBuf::from(sock)));
+        sockets.push((name.to_string(), to));
     }
     // Built as TOML and parsed, so attach gets the same validation.
     let mut text = format!(
@@ -328,6 +387,7 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::Attach {
             guests,
+            libvirt,
             capacity,
             min_free,
             duration,
@@ -337,8 +397,15 @@ pub fn main(cli: Cli) -> Result<()> {
             no_live,
             metrics,
         } => {
-            let (sc, sockets) =
-                attach_scenario(&guests, capacity, min_free, duration, tick, &tiers)?;
+            let (sc, sockets) = attach_scenario(
+                &guests,
+                libvirt.as_deref(),
+                capacity,
+                min_free,
+                duration,
+                tick,
+                &tiers,
+            )?;
             let stop = run::interrupt_flag()?;
             let mut opts = RunOptions::for_scenario(&sc.name);
             opts.out_dir = out;
@@ -346,8 +413,11 @@ pub fn main(cli: Cli) -> Result<()> {
             opts.metrics = metrics;
             finish(run::attach(&sc, &sockets, &opts, &stop)?)
         }
-        Command::Status { sockets } => {
-            print!("{}", status(&sockets)?);
+        Command::Status { sockets, libvirt } => {
+            match libvirt {
+                Some(uri) => print!("{}", status_libvirt(&uri, &sockets)?),
+                None => print!("{}", status(&sockets)?),
+            }
             Ok(())
         }
         Command::Set { socket, size, wait } => {

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod host;
+pub mod libvirt;
 pub mod metrics;
 pub mod policy;
 pub mod report;

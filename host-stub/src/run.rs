@@ -3,6 +3,7 @@
 //! tiers, with a live table, a timeline, a chart and a summary.
 
 use crate::host::{self, CgroupFs, HostSettings, VmCgroup};
+use crate::libvirt::LibvirtDomain;
 use crate::policy::{
     self, CgroupAction, GuestMem, GuestView, HostState, HostView, PolicyState, Tiers,
 };
@@ -68,38 +69,122 @@ pub struct RunReport {
     pub restore_failures: Vec<String>,
 }
 
+/// A guest's balloon and statistics at one moment.
+struct BalloonNow {
+    /// Its size (`actual`), MiB.
+    actual: u64,
+    /// Its statistics with dommemstat names (memory in MiB).
+    guest: BTreeMap<String, f64>,
+    /// When they were updated, s since the epoch (0: never).
+    last_update: i64,
+    /// BALLOON_CHANGE events (bytes) since the last call (QMP only).
+    changes: Vec<i64>,
+}
+
+/// A guest to attach to.
+#[derive(Clone, Debug)]
+pub enum AttachTo {
+    /// A QEMU's QMP socket (its balloon device `id=balloon0`).
+    Qmp(PathBuf),
+    /// A running libvirt domain of this name on the connection `uri`.
+    Libvirt {
+        /// e.g. `qemu:///system`.
+        uri: String,
+    },
+}
+
 /// A managed QEMU.
 enum Conn {
     /// Launched by us: the harness's guest (agent, console log).
     Owned(Box<Guest>),
     /// Found by its QMP socket.
     Attached { qmp: Box<Qmp>, pid: u32 },
+    /// A libvirt domain, through libvirt's API.
+    Libvirt { dom: Box<LibvirtDomain>, pid: u32 },
 }
 
 impl Conn {
-    fn qmp(&mut self) -> &mut Qmp {
+    /// The QMP connection, unless libvirt owns the monitor.
+    fn qmp(&mut self) -> Option<&mut Qmp> {
         match self {
-            Conn::Owned(g) => g.qmp(),
-            Conn::Attached { qmp, .. } => qmp,
+            Conn::Owned(g) => Some(g.qmp()),
+            Conn::Attached { qmp, .. } => Some(qmp),
+            Conn::Libvirt { .. } => None,
         }
     }
 
     fn pid(&self) -> u32 {
         match self {
             Conn::Owned(g) => g.pid(),
-            Conn::Attached { pid, .. } => *pid,
+            Conn::Attached { pid, .. } | Conn::Libvirt { pid, .. } => *pid,
         }
     }
 
     fn alive(&mut self) -> Result<()> {
         match self {
             Conn::Owned(g) => Ok(g.check_alive("being managed")?),
-            Conn::Attached { pid, .. } => {
+            Conn::Attached { pid, .. } | Conn::Libvirt { pid, .. } => {
                 if Path::new(&format!("/proc/{pid}")).exists() {
                     Ok(())
                 } else {
                     Err(Error::Lost(format!("QEMU pid {pid} exited")))
                 }
+            }
+        }
+    }
+
+    /// Sets the balloon target: the guest's size, MiB.
+    fn set_size_mib(&mut self, mib: u64) -> Result<()> {
+        match self {
+            Conn::Libvirt { dom, .. } => dom.set_size_mib(mib),
+            c => Ok(c
+                .qmp()
+                .ok_or(Error::Lost("no QMP".into()))?
+                .set_guest_size(mib * MIB)?),
+        }
+    }
+
+    /// Asks QEMU to poll the guest's statistics every `secs` seconds.
+    fn set_stats_interval(&mut self, secs: u32) -> Result<()> {
+        match self {
+            Conn::Libvirt { dom, .. } => dom.set_stats_period(secs as i32),
+            c => Ok(c
+                .qmp()
+                .ok_or(Error::Lost("no QMP".into()))?
+                .set_stats_interval(secs)?),
+        }
+    }
+
+    /// The balloon and the guest's statistics now.
+    fn balloon(&mut self) -> Result<BalloonNow> {
+        match self {
+            Conn::Libvirt { dom, .. } => {
+                let mut st = dom.stats()?;
+                let actual = st.remove("actual").ok_or_else(|| {
+                    Error::Lost(format!(
+                        "libvirt reports no balloon size for {}",
+                        dom.name()
+                    ))
+                })?;
+                let last_update = st.remove("last_update").unwrap_or(0.0) as i64;
+                st.remove("rss");
+                Ok(BalloonNow {
+                    actual: actual.round() as u64,
+                    guest: st,
+                    last_update,
+                    changes: Vec::new(),
+                })
+            }
+            c => {
+                let q = c.qmp().ok_or(Error::Lost("no QMP".into()))?;
+                let actual = q.guest_size()? / MIB;
+                let stats = q.guest_stats()?;
+                Ok(BalloonNow {
+                    actual,
+                    guest: dommemstat(&stats.stats),
+                    last_update: stats.last_update,
+                    changes: std::mem::take(&mut q.balloon_changes),
+                })
             }
         }
     }
@@ -234,10 +319,11 @@ pub fn run(scenario: &Scenario, opts: &RunOptions, stop: &AtomicBool) -> Result<
     Ok(report)
 }
 
-/// Manages running QEMUs by their QMP sockets.
+/// Manages running QEMUs by their QMP sockets or libvirt domains, in the
+/// scenario's guest order.
 pub fn attach(
     scenario: &Scenario,
-    sockets: &[(String, PathBuf)],
+    sockets: &[(String, AttachTo)],
     opts: &RunOptions,
     stop: &AtomicBool,
 ) -> Result<RunReport> {
@@ -274,7 +360,7 @@ fn run_with(
     opts: &RunOptions,
     stop: &AtomicBool,
     settings: &mut HostSettings,
-    attach_to: Option<&[(String, PathBuf)]>,
+    attach_to: Option<&[(String, AttachTo)]>,
 ) -> Result<RunReport> {
     let mech = setup_mechanisms(settings, scenario, opts);
     let mut vms: Vec<Vm> = Vec::new();
@@ -302,16 +388,24 @@ fn run_with(
     // Connect or boot (in parallel: TCG boots take a while).
     match attach_to {
         Some(sockets) => {
-            for (vm, (_, sock)) in vms.iter_mut().zip(sockets) {
-                let pid = qemu_pid_for_socket(sock)?;
-                let qmp = Qmp::connect(sock, Duration::from_secs(5), BALLOON_ID)?;
+            for (vm, (name, to)) in vms.iter_mut().zip(sockets) {
+                let conn = match to {
+                    AttachTo::Qmp(sock) => Conn::Attached {
+                        pid: qemu_pid_for_socket(sock)?,
+                        qmp: Box::new(Qmp::connect(sock, Duration::from_secs(5), BALLOON_ID)?),
+                    },
+                    AttachTo::Libvirt { uri } => {
+                        let dom = LibvirtDomain::open(uri, name)?;
+                        Conn::Libvirt {
+                            pid: dom.pid()?,
+                            dom: Box::new(dom),
+                        }
+                    }
+                };
                 if let Some(cg) = &vm.cgroup {
-                    cg.add(pid)?;
+                    cg.add(conn.pid())?;
                 }
-                vm.conn = Some(Conn::Attached {
-                    qmp: Box::new(qmp),
-                    pid,
-                });
+                vm.conn = Some(conn);
             }
         }
         None => {
@@ -339,12 +433,12 @@ fn run_with(
         if let Some(c) = vm.conn.as_mut() {
             // Stats every second whatever the tick: the policy should see
             // the guest as it is now, not as it was a tick ago.
-            c.qmp().set_stats_interval(1)?;
+            c.set_stats_interval(1)?;
             // Start from the limit (a guest above it is brought down now).
-            let actual = c.qmp().guest_size()? / MIB;
+            let actual = c.balloon()?.actual;
             vm.target = actual.min(vm.spec.limit());
             if actual != vm.target {
-                c.qmp().set_guest_size(vm.target * MIB)?;
+                c.set_size_mib(vm.target)?;
             }
         }
     }
@@ -664,7 +758,7 @@ fn act(vms: &mut [Vm], members: &[usize], d: &policy::Decision, events: &mut Vec
         let vm = &mut vms[i];
         if let Some(t) = d.targets[k] {
             if let Some(c) = vm.conn.as_mut() {
-                match c.qmp().set_guest_size(t * MIB) {
+                match c.set_size_mib(t) {
                     Ok(()) => {
                         events.push(format!("{}: target {} -> {t} MiB", vm.spec.name, vm.target));
                         vm.target = t;
@@ -842,19 +936,21 @@ pub fn dommemstat(stats: &BTreeMap<String, u64>) -> BTreeMap<String, f64> {
 
 fn observe(c: &mut Conn) -> Result<Observed> {
     c.alive()?;
-    let actual = c.qmp().guest_size()? / MIB;
-    let stats = c.qmp().guest_stats()?;
-    let events = std::mem::take(&mut c.qmp().balloon_changes);
+    let BalloonNow {
+        actual,
+        guest,
+        last_update,
+        changes: events,
+    } = c.balloon()?;
     let changes = events
         .last()
         .map(|&a| (events.len(), a.max(0) as u64 / MIB));
     let (rss, swap) = host::process_mem(c.pid())?;
     let merging = host::ksm_merging_mib(c.pid()).unwrap_or(0.0);
-    let guest = dommemstat(&stats.stats);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let fresh = stats.last_update > 0 && now - stats.last_update <= 10;
+    let fresh = last_update > 0 && now - last_update <= 10;
     let mem = match (
         guest.get("available"),
         guest.get("unused"),
