@@ -256,6 +256,20 @@ impl Virtqueue {
     /// `buf` must stay valid and unchanged until the device returns it
     /// through [`Virtqueue::get_buf`] or the device is reset.
     pub(crate) unsafe fn add_outbuf(&mut self, buf: *const u8, len: usize) -> Result {
+        // SAFETY: The caller keeps `buf` valid and unchanged as required.
+        unsafe { self.add_outbuf_quiet(buf, len) }?;
+        // SAFETY: By the type invariant the queue is valid.
+        unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
+        Ok(())
+    }
+
+    /// Adds `buf` as a device-readable buffer (its address is the token)
+    /// without notifying the device.
+    ///
+    /// # Safety
+    ///
+    /// As [`Virtqueue::add_outbuf`].
+    unsafe fn add_outbuf_quiet(&mut self, buf: *const u8, len: usize) -> Result {
         let mut sg = core::mem::MaybeUninit::<bindings::scatterlist>::uninit();
         // SAFETY: `sg` is writable; `sg_init_one` initialises it to describe
         // `buf`, which the caller keeps valid.
@@ -270,10 +284,7 @@ impl Virtqueue {
                 buf.cast_mut().cast(),
                 bindings::GFP_KERNEL,
             )
-        })?;
-        // SAFETY: By the type invariant the queue is valid.
-        unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
-        Ok(())
+        })
     }
 
     /// Takes one buffer the device has used, returning its token (the
@@ -351,22 +362,10 @@ impl<const N: usize> OutBufs<N> {
             return Err(EINVAL);
         }
         let buf = self.bufs[i].as_ptr();
-        let mut sg = core::mem::MaybeUninit::<bindings::scatterlist>::uninit();
-        // SAFETY: `sg` is writable; it describes `len` words of buffer `i`.
-        unsafe { bindings::sg_init_one(sg.as_mut_ptr(), buf.cast(), (len * 4) as u32) };
-        // SAFETY: By the `Virtqueue` invariant the queue is valid; `sg` was
-        // initialised above; the token (the buffer's address) is non-null.
-        // One entry needs no indirect table, so nothing is allocated and
-        // the call may run under a spinlock.
-        to_result(unsafe {
-            bindings::virtqueue_add_outbuf(
-                vq.ptr.as_ptr(),
-                sg.as_mut_ptr(),
-                1,
-                buf.cast_mut().cast(),
-                bindings::GFP_ATOMIC,
-            )
-        })?;
+        // SAFETY: Buffer `i` is not busy (checked above); from here it is
+        // marked busy, so it is neither written nor freed until the device
+        // gave it back or was reset (type invariant).
+        unsafe { vq.add_outbuf_quiet(buf.cast(), len * 4) }?;
         // INVARIANT: Buffer `i` is on the queue from here until reaped.
         self.busy[i] = true;
         self.next = 1 - i;

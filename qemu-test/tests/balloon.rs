@@ -342,6 +342,7 @@ fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
 #[test]
 fn balloon_rs_floor_parameter_holds_inflation() -> Result<()> {
     let mut g = Guest::boot(config("floor", Driver::BalloonRs)?)?;
+    common::short_pcp_lists(&mut g)?;
     g.sh("insmod /lib/modules/balloon_rs.ko floor_mib=300")?;
     ensure!(
         g.sh("cat /sys/module/balloon_rs/parameters/floor_mib")?

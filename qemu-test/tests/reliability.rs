@@ -8,7 +8,7 @@ use qemu_test::{ensure, Driver, Guest, GuestConfig, Result, MIB};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{held_at_floor, memory_back, resize, responsive, xorshift, SETTLE};
+use common::{held_at_floor, memory_back, resize, responsive, short_pcp_lists, xorshift, SETTLE};
 
 qemu_test::both_drivers!(
     rmmod_during_a_large_inflation_returns_every_page,
@@ -163,6 +163,7 @@ fn balloon_rs_inflation_under_a_filling_workload_holds_at_the_floor() -> Result<
     let driver = Driver::BalloonRs;
     let mut g = Guest::boot(config("fill", driver)?)?;
     let size = g.config.mem_mib;
+    short_pcp_lists(&mut g)?;
     g.load(driver)?;
     let mib = g.meminfo()?.mib("MemAvailable")? * 6 / 10;
     g.sh(&format!(
