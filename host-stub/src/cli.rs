@@ -98,35 +98,7 @@ pub enum Command {
     },
     /// Compare policies on a simulated host with many VMs; with `--hosts`,
     /// compare a cluster with and without DRS-like balancing.
-    Simulate {
-        /// VMs (default 500 on one host, 200 in a cluster).
-        #[arg(long)]
-        vms: Option<usize>,
-        /// Hosts: more than 1 simulates a cluster, without and with
-        /// live-migration balancing.
-        #[arg(long, default_value_t = 1)]
-        hosts: usize,
-        /// Cluster: the first host's share of the configured memory, percent
-        /// (default: every host an equal share).
-        #[arg(long)]
-        first_host_pct: Option<f64>,
-        /// Cluster: write the balancing chart (cluster.svg and cluster.png)
-        /// into this directory.
-        #[arg(long)]
-        chart: Option<PathBuf>,
-        /// Simulated hours.
-        #[arg(long, default_value_t = 24.0)]
-        hours: f64,
-        /// Configured VM memory over host capacity.
-        #[arg(long, default_value_t = 1.5)]
-        overcommit: f64,
-        /// Seed of the workload traces.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Simulate(SimulateArgs),
     /// Re-draw the chart and summary of a timeline.
     Chart {
         /// timeline.jsonl
@@ -448,28 +420,20 @@ pub fn main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Simulate {
-            vms,
-            hosts,
-            first_host_pct,
-            chart,
-            hours,
-            overcommit,
-            seed,
-            json,
-        } => {
-            if hosts > 1 {
-                return simulate_cluster(ClusterArgs {
-                    vms,
-                    hosts,
-                    first_host_pct,
-                    chart,
-                    hours,
-                    overcommit,
-                    seed,
-                    json,
-                });
+        Command::Simulate(a) => {
+            if a.hosts > 1 {
+                return simulate_cluster(a);
             }
+            let SimulateArgs {
+                vms,
+                first_host_pct,
+                chart,
+                hours,
+                overcommit,
+                seed,
+                json,
+                ..
+            } = a;
             if first_host_pct.is_some() || chart.is_some() {
                 return Err(Error::Invalid(
                     "--first-host-pct and --chart need a cluster (--hosts 2 or more)".into(),
@@ -542,19 +506,40 @@ pub fn main(cli: Cli) -> Result<()> {
     }
 }
 
-/// `simulate --hosts N` (N > 1).
-struct ClusterArgs {
+/// `simulate`'s options.
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// VMs (default 500 on one host, 200 in a cluster).
+    #[arg(long)]
     vms: Option<usize>,
+    /// Hosts: more than 1 simulates a cluster, without and with
+    /// live-migration balancing.
+    #[arg(long, default_value_t = 1)]
     hosts: usize,
+    /// Cluster: the first host's share of the configured memory, percent
+    /// (default: every host an equal share).
+    #[arg(long)]
     first_host_pct: Option<f64>,
+    /// Cluster: write the balancing chart (cluster.svg and cluster.png)
+    /// into this directory.
+    #[arg(long)]
     chart: Option<PathBuf>,
+    /// Simulated hours.
+    #[arg(long, default_value_t = 24.0)]
     hours: f64,
+    /// Configured VM memory over host capacity.
+    #[arg(long, default_value_t = 1.5)]
     overcommit: f64,
+    /// Seed of the workload traces.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Print JSON instead of the table.
+    #[arg(long)]
     json: bool,
 }
 
-fn simulate_cluster(a: ClusterArgs) -> Result<()> {
+/// `simulate --hosts N` (N > 1).
+fn simulate_cluster(a: SimulateArgs) -> Result<()> {
     use crate::cluster;
     let base = cluster::ClusterConfig::default();
     let cfg = cluster::ClusterConfig {
