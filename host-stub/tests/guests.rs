@@ -194,10 +194,9 @@ hold = 40
         .iter()
         .find(|v| v.name == "idle")
         .is_some_and(|v| v.ballooned_s > 0.0));
-    let (svg, png) = (
-        out_dir("report").join("r.svg"),
-        out_dir("report").join("r.png"),
-    );
+    let dir = out_dir("report");
+    std::fs::create_dir_all(&dir)?;
+    let (svg, png) = (dir.join("r.svg"), dir.join("r.png"));
     host_stub::chart::render_report(std::slice::from_ref(s), &rs, &svg, &png)?;
     let text = std::fs::read_to_string(&svg)?;
     assert!(
