@@ -173,66 +173,91 @@ fn configured_mib(qmp: &mut Qmp) -> Result<u64> {
     Ok(s.base_memory / MIB)
 }
 
+/// One guest in `status`'s table.
+struct StatusRow {
+    name: String,
+    configured: u64,
+    actual: u64,
+    /// QEMU's pid, if found (for its RSS).
+    pid: Result<u32>,
+    /// Guest statistics with dommemstat names (memory in MiB).
+    guest: std::collections::BTreeMap<String, f64>,
+    last_update: i64,
+}
+
+/// `status`'s table: `what` names the first column.
+fn status_table(what: &str, rows: &[StatusRow]) -> String {
+    let line = |cols: [&str; 8]| {
+        format!(
+            "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
+        )
+    };
+    let mut out = line([
+        what, "config", "actual", "balloon", "rss", "free", "avail", "stats",
+    ]);
+    for r in rows {
+        let rss = match &r.pid {
+            Ok(pid) => host::process_mem(*pid).map_or("-".to_string(), |(m, _)| format!("{m:.0}")),
+            Err(_) => "-".to_string(),
+        };
+        let g = |k: &str| {
+            r.guest
+                .get(k)
+                .map_or("-".to_string(), |x| format!("{x:.0}"))
+        };
+        out.push_str(&line([
+            &r.name,
+            &r.configured.to_string(),
+            &r.actual.to_string(),
+            &r.configured.saturating_sub(r.actual).to_string(),
+            &rss,
+            &g("unused"),
+            &g("usable"),
+            &stats_age(r.last_update),
+        ]));
+    }
+    out
+}
+
 fn status(sockets: &[PathBuf]) -> Result<String> {
-    let mut out = format!(
-        "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
-        "QMP socket", "config", "actual", "balloon", "rss", "free", "avail", "stats"
-    );
+    let mut rows = Vec::new();
     for sock in sockets {
         let mut q = connect(sock)?;
-        let configured = configured_mib(&mut q)?;
-        let actual = q.guest_size()? / MIB;
-        let rss = run::qemu_pid_for_socket(sock)
-            .and_then(host::process_mem)
-            .map_or("-".to_string(), |(r, _)| format!("{r:.0}"));
         let stats = q.guest_stats()?;
-        let d = run::dommemstat(&stats.stats);
-        let g = |k: &str| d.get(k).map_or("-".to_string(), |x| format!("{x:.0}"));
-        let age = stats_age(stats.last_update);
-        out.push_str(&format!(
-            "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
-            sock.display(),
-            configured,
-            actual,
-            configured.saturating_sub(actual),
-            rss,
-            g("unused"),
-            g("usable"),
-            age
-        ));
+        rows.push(StatusRow {
+            name: sock.display().to_string(),
+            configured: configured_mib(&mut q)?,
+            actual: q.guest_size()? / MIB,
+            pid: run::qemu_pid_for_socket(sock),
+            guest: run::dommemstat(&stats.stats),
+            last_update: stats.last_update,
+        });
     }
-    Ok(out)
+    Ok(status_table("QMP socket", &rows))
 }
 
 /// `status --libvirt URI DOMAIN...`: the same table from libvirt's calls.
 fn status_libvirt(uri: &str, domains: &[PathBuf]) -> Result<String> {
-    let mut out = format!(
-        "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
-        "libvirt domain", "config", "actual", "balloon", "rss", "free", "avail", "stats"
-    );
+    let mut rows = Vec::new();
     for d in domains {
         let dom = crate::libvirt::LibvirtDomain::open(uri, &d.display().to_string())?;
         let configured = dom.configured_mib()?;
-        let st = dom.stats()?;
-        let actual = st.get("actual").map_or(configured, |a| a.round() as u64);
-        let rss = dom
-            .pid()
-            .and_then(host::process_mem)
-            .map_or("-".to_string(), |(r, _)| format!("{r:.0}"));
-        let g = |k: &str| st.get(k).map_or("-".to_string(), |x| format!("{x:.0}"));
-        out.push_str(&format!(
-            "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
-            dom.name(),
+        let mut guest = dom.stats()?;
+        let actual = guest
+            .remove("actual")
+            .map_or(configured, |a| a.round() as u64);
+        let last_update = guest.remove("last_update").map_or(0, |t| t as i64);
+        rows.push(StatusRow {
+            name: dom.name().to_string(),
             configured,
             actual,
-            configured.saturating_sub(actual),
-            rss,
-            g("unused"),
-            g("usable"),
-            stats_age(st.get("last_update").map_or(0, |t| *t as i64))
-        ));
+            pid: dom.pid(),
+            guest,
+            last_update,
+        });
     }
-    Ok(out)
+    Ok(status_table("libvirt domain", &rows))
 }
 
 /// How old statistics updated at `last_update` (s since the epoch) are.
