@@ -52,8 +52,8 @@ const VM_COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
-type DrawResult<DB> =
+pub(crate) type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(crate) type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// Draws the chart of `samples` into `svg` and `png` (1200x760).
@@ -131,34 +131,51 @@ fn y_range(values: impl Iterator<Item = f64>) -> Range<f64> {
 
 /// How a legend entry is marked.
 #[derive(Clone, Copy)]
-enum Key {
+pub(crate) enum Key {
     /// A filled area.
     Band(RGBAColor),
     /// A solid line.
     Line(ShapeStyle),
     /// A dashed line.
     Dashed(ShapeStyle),
+    /// A triangle.
+    Mark(RGBColor),
 }
 
-/// A legend in the right margin of a row, from `top` pixels down; entries
-/// that do not fit are summed up as "+N more".
-fn legend<DB: DrawingBackend>(
+/// Where a legend goes: the width of the right margin it fills, and the
+/// height of one entry (pixels).
+#[derive(Clone, Copy)]
+pub(crate) struct LegendLayout {
+    pub(crate) right: u32,
+    pub(crate) row: i32,
+}
+
+/// This chart's legends.
+const LEGEND: LegendLayout = LegendLayout {
+    right: RIGHT,
+    row: 20,
+};
+
+/// A legend in the right margin of an area, from `top` pixels down;
+/// entries that do not fit are summed up as "+N more".
+pub(crate) fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
+    layout: LegendLayout,
     top: i32,
     entries: &[(String, Key)],
 ) -> DrawResult<DB> {
-    const ROW: i32 = 20;
+    let row = layout.row;
     let (w, h) = area.dim_in_pixel();
-    let x = w as i32 - RIGHT as i32 + 16;
+    let x = w as i32 - layout.right as i32 + 16;
     let font = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-    let rows = ((h as i32 - top) / ROW).max(1) as usize;
+    let rows = ((h as i32 - top) / row).max(1) as usize;
     let shown = if entries.len() > rows {
         rows - 1
     } else {
         entries.len()
     };
     for (i, (label, key)) in entries[..shown].iter().enumerate() {
-        let y = top + ROW * i as i32;
+        let y = top + row * i as i32;
         let line = |from: i32, to: i32, style: ShapeStyle| {
             PathElement::new(vec![(x + from, y), (x + to, y)], style)
         };
@@ -172,12 +189,13 @@ fn legend<DB: DrawingBackend>(
                 area.draw(&line(0, 9, style))?;
                 area.draw(&line(15, 24, style))?;
             }
+            Key::Mark(color) => area.draw(&TriangleMarker::new((x + 12, y), 6, color.filled()))?,
         }
         area.draw(&Text::new(label.as_str(), (x + 32, y), font.clone()))?;
     }
     if shown < entries.len() {
         let more = format!("+{} more", entries.len() - shown);
-        area.draw(&Text::new(more, (x + 32, top + ROW * shown as i32), font))?;
+        area.draw(&Text::new(more, (x + 32, top + row * shown as i32), font))?;
     }
     Ok(())
 }
@@ -258,7 +276,7 @@ fn draw_host<DB: DrawingBackend>(
     let points = samples.iter().map(|s| (s.t, s.host.capacity as f64));
     chart.draw_series(DashedLineSeries::new(points, 10, 6, capacity))?;
     keys.push(("capacity".into(), Key::Dashed(capacity)));
-    legend(area, LEGEND_TOP, &keys)
+    legend(area, LEGEND, LEGEND_TOP, &keys)
 }
 
 /// The colour of a host state.
@@ -387,7 +405,7 @@ fn draw_guests<DB: DrawingBackend>(
         ))?;
         keys.push((name.to_string(), Key::Line(solid)));
     }
-    legend(area, LEGEND_TOP, &keys)
+    legend(area, LEGEND, LEGEND_TOP, &keys)
 }
 
 /// Right-sizing chart: one panel per VM of `report` with the guest's

@@ -77,7 +77,7 @@
 //! [`CONSOLIDATION_MAX_HARD_LOW_PCT`] % of host-ticks, by the same bisection
 //! as `simulate` over [`CONSOLIDATION_RANGE`] with the same placement.
 
-use crate::chart::state_color;
+use crate::chart::{legend, state_color, Chart, DrawResult, Key, LegendLayout};
 use crate::policy::HostState;
 use crate::simulate::{
     self, Consolidation, MeanPeak, Pain, Sim, SimConfig, StateTimes, Vm, VmSpec,
@@ -85,7 +85,6 @@ use crate::simulate::{
 };
 use crate::simulate::{consolidation_cell, gib, round1, round2, table_line};
 use crate::{Error, Result};
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -813,48 +812,14 @@ fn consolidation(
     host_of: &[usize],
     main: &ClusterResult,
 ) -> Consolidation {
-    let (lo, hi) = CONSOLIDATION_RANGE;
-    let mut runs = 0u32;
-    let mut at = |oc: f64| {
-        runs += 1;
-        let r = run_once(cfg, fleet, host_of, main.balancing, oc);
-        passes(&r).then_some(r.pain)
-    };
-    let (mut pass, mut fail) = (None, None);
-    if (lo..=hi).contains(&main.overcommit) {
-        if passes(main) {
-            pass = Some((main.overcommit, main.pain));
-        } else {
-            fail = Some(main.overcommit);
-        }
-    }
-    if pass.is_none() {
-        pass = at(lo).map(|pain| (lo, pain));
-    }
-    if pass.is_some() && fail.is_none() {
-        match at(hi) {
-            Some(pain) => pass = Some((hi, pain)),
-            None => fail = Some(hi),
-        }
-    }
-    if let (Some((mut p, mut pain)), Some(mut f)) = (pass, fail) {
-        for _ in 0..cfg.sim.consolidation_steps {
-            let mid = (p + f) / 2.0;
-            match at(mid) {
-                Some(mid_pain) => (p, pain) = (mid, mid_pain),
-                None => f = mid,
-            }
-        }
-        (pass, fail) = (Some((p, pain)), Some(f));
-    } else if pass.is_none() {
-        fail = Some(lo);
-    }
-    Consolidation {
-        max_overcommit: pass.map(|(p, _)| p),
-        first_failing: fail,
-        runs,
-        pain_at_max: pass.map(|(_, pain)| pain),
-    }
+    simulate::bisect_consolidation(
+        cfg.sim.consolidation_steps,
+        (main.overcommit, passes(main).then_some(main.pain)),
+        |oc| {
+            let r = run_once(cfg, fleet, host_of, main.balancing, oc);
+            passes(&r).then_some(r.pain)
+        },
+    )
 }
 
 /// One mode: the main run and, if configured, the consolidation search.
@@ -1081,10 +1046,6 @@ const HOST_COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
-type DrawResult<DB> =
-    std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
-
 /// Draws "the balancing chart" of `c` into `svg` and `png` (1200x900): for
 /// each mode, every host's free memory over time with the state thresholds
 /// (and, with balancing, a mark per migration in the source host's colour),
@@ -1161,62 +1122,6 @@ fn draw<DB: DrawingBackend>(
     );
     draw_mode(&top, c, &c.unbalanced, &none, x.clone(), y.clone())?;
     draw_mode(&bottom, c, &c.balanced, &drs, x, y)
-}
-
-/// How a legend entry is marked.
-#[derive(Clone, Copy)]
-enum Key {
-    /// A filled box.
-    Band(RGBColor),
-    /// A solid line.
-    Line(ShapeStyle),
-    /// A dashed line.
-    Dashed(ShapeStyle),
-    /// A triangle.
-    Mark(RGBColor),
-}
-
-/// A legend in the right margin of an area from `top` pixels down; entries
-/// that do not fit are summed up as "+N more".
-fn legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    top: i32,
-    entries: &[(String, Key)],
-) -> DrawResult<DB> {
-    const ROW: i32 = 18;
-    let (w, h) = area.dim_in_pixel();
-    let x = w as i32 - RIGHT as i32 + 16;
-    let font = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-    let rows = ((h as i32 - top) / ROW).max(1) as usize;
-    let shown = if entries.len() > rows {
-        rows - 1
-    } else {
-        entries.len()
-    };
-    for (i, (label, key)) in entries[..shown].iter().enumerate() {
-        let y = top + ROW * i as i32;
-        let line = |from: i32, to: i32, style: ShapeStyle| {
-            PathElement::new(vec![(x + from, y), (x + to, y)], style)
-        };
-        match *key {
-            Key::Band(color) => area.draw(&Rectangle::new(
-                [(x, y - 6), (x + 24, y + 6)],
-                color.filled(),
-            ))?,
-            Key::Line(style) => area.draw(&line(0, 24, style))?,
-            Key::Dashed(style) => {
-                area.draw(&line(0, 9, style))?;
-                area.draw(&line(15, 24, style))?;
-            }
-            Key::Mark(color) => area.draw(&TriangleMarker::new((x + 12, y), 6, color.filled()))?,
-        }
-        area.draw(&Text::new(label.as_str(), (x + 32, y), font.clone()))?;
-    }
-    if shown < entries.len() {
-        let more = format!("+{} more", entries.len() - shown);
-        area.draw(&Text::new(more, (x + 32, top + ROW * shown as i32), font))?;
-    }
-    Ok(())
 }
 
 /// Mesh and labels of a time/GiB panel.
@@ -1302,9 +1207,20 @@ fn draw_mode<DB: DrawingBackend>(
         ));
     }
     for st in HostState::ALL {
-        keys.push((format!("state {}", st.name()), Key::Band(state_color(st))));
+        keys.push((
+            format!("state {}", st.name()),
+            Key::Band(state_color(st).to_rgba()),
+        ));
     }
-    legend(&plot, 30, &keys)?;
+    legend(
+        &plot,
+        LegendLayout {
+            right: RIGHT,
+            row: 18,
+        },
+        30,
+        &keys,
+    )?;
     draw_strip(&strip, s, x)
 }
 

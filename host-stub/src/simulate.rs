@@ -1209,20 +1209,39 @@ fn consolidation(
     kind: PolicyKind,
     main: &PolicyResult,
 ) -> Consolidation {
+    bisect_consolidation(
+        cfg.consolidation_steps,
+        (main.overcommit, passes(main).then_some(main.pain)),
+        |oc| {
+            let r = run_once(cfg, fleet, kind, oc);
+            passes(&r).then_some(r.pain)
+        },
+    )
+}
+
+/// The consolidation search of `simulate` and of the cluster simulation:
+/// bisection (`steps` halvings) for the highest passing overcommit in
+/// [`CONSOLIDATION_RANGE`]. `main` is the main run's overcommit and its pain
+/// if it passed; `run(overcommit)` simulates there and gives the pain if the
+/// run passed.
+pub(crate) fn bisect_consolidation(
+    steps: u32,
+    main: (f64, Option<Pain>),
+    mut run: impl FnMut(f64) -> Option<Pain>,
+) -> Consolidation {
     let (lo, hi) = CONSOLIDATION_RANGE;
     let mut runs = 0u32;
     let mut at = |oc: f64| {
         runs += 1;
-        let r = run_once(cfg, fleet, kind, oc);
-        passes(&r).then_some(r.pain)
+        run(oc)
     };
     // Highest passing (with its pain) and lowest failing overcommit so far.
     let (mut pass, mut fail) = (None, None);
-    if (lo..=hi).contains(&main.overcommit) {
-        if passes(main) {
-            pass = Some((main.overcommit, main.pain));
-        } else {
-            fail = Some(main.overcommit);
+    let (main_oc, main_pain) = main;
+    if (lo..=hi).contains(&main_oc) {
+        match main_pain {
+            Some(pain) => pass = Some((main_oc, pain)),
+            None => fail = Some(main_oc),
         }
     }
     if pass.is_none() {
@@ -1235,7 +1254,7 @@ fn consolidation(
         }
     }
     if let (Some((mut p, mut pain)), Some(mut f)) = (pass, fail) {
-        for _ in 0..cfg.consolidation_steps {
+        for _ in 0..steps {
             let mid = (p + f) / 2.0;
             match at(mid) {
                 Some(mid_pain) => (p, pain) = (mid, mid_pain),
