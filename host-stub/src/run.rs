@@ -104,12 +104,15 @@ enum Conn {
 }
 
 impl Conn {
-    /// The QMP connection, unless libvirt owns the monitor.
-    fn qmp(&mut self) -> Option<&mut Qmp> {
+    /// The QMP connection (an error where libvirt owns the monitor).
+    fn qmp(&mut self) -> Result<&mut Qmp> {
         match self {
-            Conn::Owned(g) => Some(g.qmp()),
-            Conn::Attached { qmp, .. } => Some(qmp),
-            Conn::Libvirt { .. } => None,
+            Conn::Owned(g) => Ok(g.qmp()),
+            Conn::Attached { qmp, .. } => Ok(qmp),
+            Conn::Libvirt { dom, .. } => Err(Error::Invalid(format!(
+                "libvirt owns the QMP monitor of {}",
+                dom.name()
+            ))),
         }
     }
 
@@ -137,10 +140,7 @@ impl Conn {
     fn set_size_mib(&mut self, mib: u64) -> Result<()> {
         match self {
             Conn::Libvirt { dom, .. } => dom.set_size_mib(mib),
-            c => Ok(c
-                .qmp()
-                .ok_or(Error::Lost("no QMP".into()))?
-                .set_guest_size(mib * MIB)?),
+            c => Ok(c.qmp()?.set_guest_size(mib * MIB)?),
         }
     }
 
@@ -148,10 +148,7 @@ impl Conn {
     fn set_stats_interval(&mut self, secs: u32) -> Result<()> {
         match self {
             Conn::Libvirt { dom, .. } => dom.set_stats_period(secs as i32),
-            c => Ok(c
-                .qmp()
-                .ok_or(Error::Lost("no QMP".into()))?
-                .set_stats_interval(secs)?),
+            c => Ok(c.qmp()?.set_stats_interval(secs)?),
         }
     }
 
@@ -176,7 +173,7 @@ impl Conn {
                 })
             }
             c => {
-                let q = c.qmp().ok_or(Error::Lost("no QMP".into()))?;
+                let q = c.qmp()?;
                 let actual = q.guest_size()? / MIB;
                 let stats = q.guest_stats()?;
                 Ok(BalloonNow {
