@@ -83,7 +83,7 @@ use crate::simulate::{
     self, Consolidation, MeanPeak, Pain, Sim, SimConfig, StateTimes, Vm, VmSpec,
     CONSOLIDATION_MAX_HARD_LOW_PCT, CONSOLIDATION_RANGE, HOUR, ZSWAP_RATIO,
 };
-use crate::simulate::{consolidation_cell, gib, round1, round2, table_line};
+use crate::simulate::{consolidation_cell, gib, round1, round2, table_head, table_line};
 use crate::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -961,21 +961,7 @@ pub fn render_table(c: &ClusterComparison) -> String {
         hosts_line(&c.balanced.hosts, true)
     );
     let _ = writeln!(out);
-    let titles: Vec<String> = COLUMNS
-        .iter()
-        .map(|(title, cols)| {
-            let w = cols.iter().map(|(_, w)| w + 1).sum::<usize>() - 1;
-            format!("{title:^w$}")
-        })
-        .collect();
-    let _ = writeln!(out, "{}", titles.join(" | ").trim_end());
-    let headers: Vec<String> = COLUMNS
-        .iter()
-        .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
-        .collect();
-    let header = table_line(&COLUMNS, &headers);
-    let _ = writeln!(out, "{header}");
-    let _ = writeln!(out, "{}", "-".repeat(header.len()));
+    out.push_str(&table_head(&COLUMNS));
     for (name, r) in [("none", &c.unbalanced), ("drs", &c.balanced)] {
         let s = &r.states;
         let p = &r.pain;

@@ -1396,6 +1396,28 @@ const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
     ),
 ];
 
+/// A table's head: the group titles centred over their columns, the
+/// column headers, and a rule as wide as the headers.
+pub(crate) fn table_head(columns: &[(&str, &[(&str, usize)])]) -> String {
+    let titles: Vec<String> = columns
+        .iter()
+        .map(|(title, cols)| {
+            let w = cols.iter().map(|(_, w)| w + 1).sum::<usize>() - 1;
+            format!("{title:^w$}")
+        })
+        .collect();
+    let headers: Vec<String> = columns
+        .iter()
+        .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
+        .collect();
+    let header = table_line(columns, &headers);
+    format!(
+        "{}\n{header}\n{}\n",
+        titles.join(" | ").trim_end(),
+        "-".repeat(header.len())
+    )
+}
+
 /// One table line from cells in `columns` order (group title, [(header,
 /// width)]): the first column left-aligned, the others right-aligned,
 /// groups separated by " | ".
@@ -1455,21 +1477,7 @@ pub fn render_table(c: &Comparison) -> String {
         .collect();
     let _ = writeln!(out, "mix: {}", mix.join(", "));
     let _ = writeln!(out);
-    let titles: Vec<String> = COLUMNS
-        .iter()
-        .map(|(title, cols)| {
-            let w = cols.iter().map(|(_, w)| w + 1).sum::<usize>() - 1;
-            format!("{title:^w$}")
-        })
-        .collect();
-    let _ = writeln!(out, "{}", titles.join(" | ").trim_end());
-    let headers: Vec<String> = COLUMNS
-        .iter()
-        .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
-        .collect();
-    let header = table_line(&COLUMNS, &headers);
-    let _ = writeln!(out, "{header}");
-    let _ = writeln!(out, "{}", "-".repeat(header.len()));
+    out.push_str(&table_head(&COLUMNS));
     for r in &c.results {
         let s = &r.states;
         let rc = &r.reclaimed;
