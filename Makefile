@@ -34,34 +34,36 @@ balloon_rs.ko: $(MODULE_SRCS) Kbuild
 setup:
 	@bash scripts/setup.sh
 
-kernel:
+# Every target that needs a package depends on setup, so that a fresh clone
+# needs no command before `make demo` or `make test` (setup is quiet when done).
+kernel: setup
 	@$(KENV) bash kernel/build.sh normal build/kernel
 
-kernel-debug:
+kernel-debug: setup
 	@$(KENV) bash kernel/build.sh debug build/kernel-debug
 
-clippy:
+clippy: kernel
 	@test -f $(KDIR)/Module.symvers || { echo "error: no built kernel at $(KDIR); run 'make kernel'" >&2; exit 1; }
 	@touch $(MODULE_SRCS)
 	@$(KMAKE) CLIPPY=1 modules 2>&1 | tee build/clippy.log
 	@! grep -q '^\(warning\|error\)' build/clippy.log || { echo "clippy: the module has warnings (see above)" >&2; exit 1; }
 	cargo clippy --workspace --all-targets -- -D warnings
 
-rustfmt:
+rustfmt: setup
 	$(RUSTFMT) --edition 2021 --config-path kernel/rustfmt.toml $(MODULE_SRCS)
 	cargo fmt --all
 
-rustfmtcheck:
+rustfmtcheck: setup
 	$(RUSTFMT) --check --edition 2021 --config-path kernel/rustfmt.toml $(MODULE_SRCS)
 	cargo fmt --all -- --check
 
-guest: $(GUEST_BIN)
+guest: setup $(GUEST_BIN)
 
 $(GUEST_BIN): $(wildcard guest/src/*.rs) guest/Cargo.toml
 	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p balloon-guest --target $(GUEST_TARGET)
 
 # Unit tests: the host crates and the module's pure arithmetic (policy.rs).
-test-unit:
+test-unit: setup
 	cargo test --no-fail-fast --workspace --lib --bins
 
 # Guest tests: boot QEMU guests with both drivers.
@@ -118,7 +120,7 @@ demo: kernel module guest
 	cargo run -q --release -p host-stub --bin balloon-host -- run host-stub/scenarios/demo.toml $(DEMO_ARGS)
 
 # Policies compared on a simulated host (500 VMs, a day).
-simulate:
+simulate: setup
 	cargo run -q --release -p host-stub --bin balloon-host -- simulate $(SIM_ARGS)
 
 clean:

@@ -16,6 +16,7 @@ link=${2:?usage: kernel/build.sh normal|debug LINK}
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=kernel/toolchain.sh
 . "$here/toolchain.sh"
+toolchain_paths
 
 tarball=/usr/src/linux-source-6.12.tar.xz
 [ -f "$tarball" ] || die "$tarball is missing: run 'make setup' (Debian package linux-source-6.12)"
@@ -35,7 +36,18 @@ src="$cache/src-$src_key"
 out="$cache/out-$variant-$out_key"
 mkdir -p "$cache"
 
+# A second build of the same entry waits for the first (flock on the entry's
+# lock file) instead of removing the directory under the running tar or make.
+lock_entry() { # fd path
+	eval "exec $1>\"\$2.lock\""
+	if ! flock -n "$1"; then
+		log "waiting for another build of $(basename "$2") to finish"
+		flock "$1"
+	fi
+}
+
 # 1. Unpack and patch (once per kernel version + patch).
+lock_entry 8 "$src"
 if [ ! -f "$src/.balloon_rs-ready" ]; then
 	log "unpacking $tarball into $src"
 	rm -rf "$src" "$src.tmp"
@@ -48,9 +60,14 @@ if [ ! -f "$src/.balloon_rs-ready" ]; then
 fi
 kver=$(make -s -C "$src" kernelversion)
 
+# 2. The build holds its own entry's lock; the source is only read from now on
+# (another variant may configure against it at the same time).
+lock_entry 9 "$out"
+flock -u 8
+
 mk() { make -s -C "$src" O="$out" "${KMAKE_VARS[@]}" "$@"; }
 
-# 2. Configure and build (once per source + config + toolchain).
+# 3. Configure and build (once per source + config + toolchain).
 if [ ! -f "$out/.balloon_rs-built" ]; then
 	mkdir -p "$out"
 	log "configuring Linux $kver ($variant) in $out"

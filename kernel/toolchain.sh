@@ -9,11 +9,14 @@ RUSTDOC=${RUSTDOC:-/usr/bin/rustdoc}
 CLIPPY_DRIVER=${CLIPPY_DRIVER:-/usr/bin/clippy-driver}
 BINDGEN_VERSION=0.73.2
 BINDGEN=${BINDGEN:-${CARGO_HOME:-$HOME/.cargo}/bin/bindgen}
-if [ -x "$RUSTC" ]; then
-	rust_ver=$("$RUSTC" --version | awk '{print $2}')
-	RUST_LIB_SRC=${RUST_LIB_SRC:-/usr/src/rustc-$rust_ver/library}
-else
+
+# The paths that depend on what is installed: call after installing (setup.sh
+# does, once its packages are in), never at source time on a fresh machine.
+toolchain_paths() {
+	if [ -z "${RUST_LIB_SRC:-}" ] && [ -x "$RUSTC" ]; then
+		RUST_LIB_SRC=/usr/src/rustc-$("$RUSTC" --version | awk '{print $2}')/library
+	fi
 	RUST_LIB_SRC=${RUST_LIB_SRC:-}
-fi
-KMAKE_VARS=(LLVM=1 RUSTC="$RUSTC" RUSTDOC="$RUSTDOC" RUST_LIB_SRC="$RUST_LIB_SRC"
-	BINDGEN="$BINDGEN" CLIPPY_DRIVER="$CLIPPY_DRIVER")
+	KMAKE_VARS=(LLVM=1 RUSTC="$RUSTC" RUSTDOC="$RUSTDOC" RUST_LIB_SRC="$RUST_LIB_SRC"
+		BINDGEN="$BINDGEN" CLIPPY_DRIVER="$CLIPPY_DRIVER")
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make setup: install every build dependency from Debian's packages and
-# crates.io. Idempotent: quiet when everything is already there.
+# the Rust crate registry. Idempotent: quiet when everything is already there.
 set -euo pipefail
 . "$(dirname "$0")/../kernel/toolchain.sh"
 
@@ -42,12 +42,13 @@ fi
 # bindgen: Debian's is too old for 6.12 (needs >= 0.65.1); pin a version.
 if ! "$BINDGEN" --version 2>/dev/null | grep -qx "bindgen $BINDGEN_VERSION"; then
 	command -v cargo >/dev/null || die "cargo not found: bindgen-cli is installed with cargo"
-	log "installing bindgen-cli $BINDGEN_VERSION from crates.io (takes a few minutes)"
+	log "installing bindgen-cli $BINDGEN_VERSION from the Rust crate registry (takes a few minutes)"
 	cargo install --quiet --locked --root "$(dirname "$(dirname "$BINDGEN")")" bindgen-cli --version "$BINDGEN_VERSION" \
 		|| die "cargo install bindgen-cli $BINDGEN_VERSION failed"
 fi
 
-# Sanity checks that name what is wrong.
+# Sanity checks that name what is wrong, against what is installed now.
+toolchain_paths
 [ -x "$RUSTC" ] || die "$RUSTC missing (Debian package rustc-web)"
 [ -d "$RUST_LIB_SRC" ] || die "$RUST_LIB_SRC missing: rust-web-src does not match $("$RUSTC" --version)"
 [ -x "$CLIPPY_DRIVER" ] || die "$CLIPPY_DRIVER missing (Debian package rust-web-clippy)"
