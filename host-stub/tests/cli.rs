@@ -116,8 +116,8 @@ fn start_run(
         .spawn()?)
 }
 
-/// Ctrl-C (SIGINT) mid-run: the guests stop, the host is put back, the
-/// timeline and chart of what ran are written.
+/// Ctrl-C (SIGINT) mid-run, after scraping `/metrics`: the guests stop, the
+/// host is put back, the timeline and chart of what ran are written.
 #[test]
 fn ctrl_c_restores_the_host() -> TestResult {
     let dir = scratch("int");
@@ -137,6 +137,17 @@ fn ctrl_c_restores_the_host() -> TestResult {
         host_settings(),
         "the run changed nothing to restore"
     );
+    // Mid-run, the Prometheus endpoint serves the latest tick: the host's
+    // capacity as configured and the VM's QEMU resident memory (at least the
+    // 100 MiB its workload wrote).
+    let page = scrape(&addr)?;
+    let value = |name: &str| -> Option<f64> {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    assert_eq!(value("balloon_host_capacity_mib "), Some(600.0), "{page}");
+    let resident = value("balloon_vm_resident_mib{vm=\"a\"} ").ok_or(format!("no resident gauge:\n{page}"))?;
+    assert!(resident >= 100.0, "resident {resident} MiB:\n{page}");
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output()?;
@@ -147,6 +158,21 @@ fn ctrl_c_restores_the_host() -> TestResult {
     assert!(!Path::new(JOURNAL).exists());
     assert!(dir.join("out/memory.png").exists());
     Ok(())
+}
+
+/// One HTTP GET of /metrics; the body.
+fn scrape(addr: &str) -> Result<String, Box<dyn std::error::Error>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").ok_or(format!("no HTTP answer: {text}"))?;
+    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+        return Err(format!("metrics: {head}").into());
+    }
+    Ok(body.to_string())
 }
 
 /// SIGKILL: nothing can run in the stub, its QEMUs die with it, the journal

@@ -225,16 +225,27 @@ hold = 40
 
 /// Near-identical pages in two guests: KSM merges them and the stub
 /// reports the saving per VM; afterwards KSM is back as it was (unmerged).
+///
+/// What the policy guarantees, and so what is asserted: KSM runs while the
+/// host is short of memory and is paused once it is high again. So the run
+/// ends high although the guests' resident memory alone would not let it,
+/// the saving is what got it there, and consumption counts that saving.
+/// Which guest's pages KSM happens to scan first decides how the saving is
+/// split between them, not the policy: only the sum of the guests' shares
+/// is checked against KSM's own figure.
 #[test]
 fn ksm_shares_duplicate_pages() -> TestResult {
+    const CAPACITY: u64 = 700;
+    const MIN_FREE: u64 = 64;
     let report = run_scenario(
-        r#"
+        &format!(
+            r#"
 name = "ksm"
 duration = 30
 tick = 1
 [host]
-capacity_mib = 700
-min_free_mib = 64
+capacity_mib = {CAPACITY}
+min_free_mib = {MIN_FREE}
 [tiers]
 ballooning = false
 compression = false
@@ -257,7 +268,8 @@ at = 0
 mib = 160
 content = "dup"
 hold = 60
-"#,
+"#
+        ),
         |_| {},
     )?;
     let s = &report.samples;
@@ -265,30 +277,49 @@ hold = 60
     if report.unavailable.iter().any(|u| u.contains("sharing")) {
         return Err(format!("KSM unavailable: {:?}", report.unavailable).into());
     }
-    assert!(
-        s.iter()
-            .any(|x| x.host.ksm.as_ref().is_some_and(|k| k.run == 1)),
-        "KSM never ran"
-    );
-    let saving = s
+    let ran = s
         .iter()
-        .filter_map(|x| x.host.ksm.as_ref().map(|k| k.sharing))
-        .fold(0.0, f64::max);
+        .position(|x| x.host.ksm.as_ref().is_some_and(|k| k.run == 1))
+        .ok_or("KSM never ran")?;
     assert!(
-        saving >= 128.0,
-        "KSM saved at most {saving:.0} MiB of 2 x 160 MiB duplicate pages"
+        s[ran].host.state != HostState::High,
+        "KSM started while the host was high (t = {})",
+        s[ran].t
     );
-    for name in ["a", "b"] {
-        let shared = s.iter().map(|x| vm(x, name).shared).fold(0.0, f64::max);
-        assert!(shared > 32.0, "{name}: shared at most {shared:.0} MiB");
-    }
-    // Consumption counts the saving: it fell below the sum of RSS.
     let last = s.last().ok_or("no samples")?;
     let rss: u64 = last.vms.iter().map(|v| v.resident).sum();
+    // The high threshold: 400 % of min_free (policy::Thresholds::default).
+    let high_free = MIN_FREE * 4;
     assert!(
-        last.host.consumed + 100 <= rss,
-        "consumed {} vs RSS {rss}",
+        rss + high_free > CAPACITY,
+        "premise: without KSM the host would be high anyway (RSS {rss} MiB of {CAPACITY})"
+    );
+    assert_eq!(
+        last.host.state,
+        HostState::High,
+        "KSM ran but the host did not get back to high: consumed {} of {CAPACITY} MiB, RSS {rss}",
         last.host.consumed
+    );
+    let sharing = last.host.ksm.as_ref().ok_or("no KSM sample")?.sharing;
+    // Consumption is RSS minus each guest's share of the saving; the shares
+    // are rounded to whole MiB per guest and RSS and KSM's counters are read
+    // a few milliseconds apart: 8 MiB.
+    let consumed = last.host.consumed as f64;
+    assert!(
+        (rss as f64 - sharing - consumed).abs() <= 8.0,
+        "consumed {consumed} MiB is not RSS {rss} minus KSM's saving {sharing:.0}"
+    );
+    let shares: f64 = last.vms.iter().map(|v| v.shared).sum();
+    assert!(
+        (shares - sharing).abs() <= 8.0,
+        "the guests' shares add up to {shares:.0} MiB, KSM saved {sharing:.0}"
+    );
+    // The saving is at least what it took to leave less than the high
+    // threshold's worth consumed.
+    assert!(
+        sharing + 8.0 >= (rss + high_free - CAPACITY) as f64,
+        "KSM saved {sharing:.0} MiB, the host needed {} to be high",
+        rss + high_free - CAPACITY
     );
     Ok(())
 }
