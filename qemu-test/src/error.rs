@@ -58,6 +58,15 @@ pub enum Error {
         lines: String,
         tail: String,
     },
+    /// The console shows a device the guest cannot use (no interrupt
+    /// route, an ACPI method that failed, a driver probe that failed).
+    #[error("the guest cannot use its devices ({doing}): console line {line}: {text}\n--- console tail ---\n{tail}")]
+    DeviceBroken {
+        doing: String,
+        line: usize,
+        text: String,
+        tail: String,
+    },
     /// Guest output could not be parsed.
     #[error("cannot parse {what}: {detail}")]
     Parse { what: String, detail: String },

@@ -67,6 +67,9 @@ pub struct GuestConfig {
     pub kernel_args: String,
     /// Accelerator.
     pub accel: Accel,
+    /// A driver probe failure in the console is expected (fault injection):
+    /// only the interrupt-routing and ACPI markers fail the guest at once.
+    pub expect_probe_failure: bool,
     /// A cgroup's `cgroup.procs`: QEMU moves itself in before it execs, so
     /// every page it touches is charged there (the host stub's memory
     /// limits).
@@ -92,6 +95,7 @@ impl GuestConfig {
             extra_qemu_args: Vec::new(),
             kernel_args: String::new(),
             accel: Accel::from_env()?,
+            expect_probe_failure: false,
             cgroup_procs: None,
         })
     }
@@ -371,7 +375,8 @@ impl Guest {
             if let Some(out) = self.agent.run("true", Duration::from_secs(2))? {
                 if out.code == 0 {
                     tracing::info!(name = %self.config.name, secs = start.elapsed().as_secs_f64(), "guest up");
-                    return Ok(());
+                    // The PCI devices were probed before init ran.
+                    return self.check_devices("booting");
                 }
             }
         }
@@ -407,10 +412,29 @@ impl Guest {
         }
     }
 
-    /// Fails with the console tail if QEMU has exited.
+    /// Fails with the console line if the guest shows a device it cannot
+    /// use (see [`logscan::DEVICE_MARKERS`]).
+    pub fn check_devices(&self, doing: &str) -> Result<()> {
+        let log = self.console();
+        let found = logscan::device_problem(&log).filter(|(_, l)| {
+            !(self.config.expect_probe_failure && l.contains("failed with error"))
+        });
+        match found {
+            None => Ok(()),
+            Some((line, text)) => Err(Error::DeviceBroken {
+                doing: doing.to_string(),
+                line,
+                text: text.to_string(),
+                tail: logscan::tail(&log, 40),
+            }),
+        }
+    }
+
+    /// Fails with the console tail if QEMU has exited, and with the console
+    /// line if the guest cannot use its devices.
     pub fn check_alive(&mut self, doing: &str) -> Result<()> {
         match self.child.try_wait() {
-            Ok(None) => Ok(()),
+            Ok(None) => self.check_devices(doing),
             Ok(Some(status)) => {
                 self.done = true;
                 Err(Error::QemuExited {
@@ -475,7 +499,7 @@ impl Guest {
     /// Loads a balloon driver module.
     pub fn load(&mut self, driver: Driver) -> Result<()> {
         self.sh(&format!("insmod /lib/modules/{}", driver.file_name()))?;
-        Ok(())
+        self.check_devices(&format!("loading {}", driver.module_name()))
     }
 
     /// Unloads a balloon driver module.

@@ -19,6 +19,26 @@ pub fn kernel_problems(log: &str) -> Vec<(usize, &str)> {
         .collect()
 }
 
+/// Markers of a device the guest cannot use: ACPI failing to evaluate a
+/// method (the debug kernel under TCG timed out in the `_PRT` loop), a PCI
+/// interrupt without a route, a driver's probe failing. A guest showing one
+/// cannot pass a balloon test, so the harness fails at once with the line
+/// instead of timing out on a target minutes later.
+pub const DEVICE_MARKERS: [&str; 4] = [
+    "ACPI Error",
+    "no GSI",
+    "can't derive routing for PCI INT",
+    "failed with error",
+];
+
+/// The first line of `log` that shows a device the guest cannot use.
+pub fn device_problem(log: &str) -> Option<(usize, &str)> {
+    log.lines()
+        .enumerate()
+        .find(|(_, line)| DEVICE_MARKERS.iter().any(|m| line.contains(m)))
+        .map(|(i, line)| (i + 1, line))
+}
+
 /// The last `n` lines of `log`.
 pub fn tail(log: &str, n: usize) -> String {
     let lines: Vec<&str> = log.lines().collect();
@@ -44,6 +64,16 @@ mod tests {
     fn clean_log_has_no_problems() {
         let log = "[0.1] balloon_rs: probed virtio0: num_pages=32768\n[0.2] warning-free\n";
         assert!(kernel_problems(log).is_empty());
+    }
+
+    #[test]
+    fn finds_the_first_device_problem() {
+        let log = "[0.1] ok\n[30.5] ACPI Error: Aborting method \\_SB.PCI0._PRT due to previous error (AE_AML_LOOP_TIMEOUT)\n\
+                   [30.6] virtio-pci 0000:00:02.0: PCI INT A: no GSI\n";
+        assert_eq!(device_problem(log).map(|(n, _)| n), Some(2));
+        let probe = "[1.0] balloon_rs virtio0: probe with driver balloon_rs failed with error -12\n";
+        assert_eq!(device_problem(probe).map(|(n, _)| n), Some(1));
+        assert_eq!(device_problem("[0.1] virtio-pci 0000:00:02.0: enabling device\n"), None);
     }
 
     #[test]
