@@ -92,7 +92,8 @@ pub(crate) const fn default_floor_pages(
 }
 
 /// Floor in guest pages from the `floor_mib` module parameter, or the
-/// default when it is 0.
+/// default when it is 0. A parameter too large for a page count saturates:
+/// a floor above the guest's memory means the balloon never inflates.
 pub(crate) const fn floor_pages(
     param_mib: u64,
     guest_pages: u64,
@@ -100,7 +101,7 @@ pub(crate) const fn floor_pages(
     page_shift: u32,
 ) -> u64 {
     if param_mib > 0 {
-        param_mib << (20 - page_shift)
+        param_mib.saturating_mul(1 << (20 - page_shift))
     } else {
         default_floor_pages(guest_pages, lowmem_pages, page_shift)
     }
@@ -219,6 +220,14 @@ mod tests {
             floor_pages(0, 131_072, 125_000, 12),
             default_floor_pages(131_072, 125_000, 12)
         );
+    }
+
+    #[test]
+    fn huge_floor_parameter_saturates_instead_of_wrapping() {
+        // 2^56 MiB in 4 KiB pages is 2^64: it used to wrap to a floor of 0.
+        assert_eq!(floor_pages(1 << 56, 1 << 20, 1 << 20, 12), u64::MAX);
+        assert_eq!(floor_pages(u64::MAX, 1 << 20, 1 << 20, 12), u64::MAX);
+        assert_eq!(inflate_allowance(1 << 20, floor_pages(1 << 56, 1 << 20, 1 << 20, 12), 256), 0);
     }
 
     #[test]
