@@ -4,6 +4,9 @@
 # kernel in build/kernel, from `make kernel`).
 
 KDIR ?= $(CURDIR)/build/kernel
+# bash with pipefail: test output is tee'd into build/ for `make readme`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 RUSTC ?= /usr/bin/rustc
 RUSTDOC ?= /usr/bin/rustdoc
 CLIPPY_DRIVER ?= /usr/bin/clippy-driver
@@ -21,7 +24,7 @@ GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN = target/$(GUEST_TARGET)/release/balloon-guest
 
 .PHONY: all module setup kernel kernel-debug clippy rustfmt rustfmtcheck guest \
-	test test-unit test-guest test-host test-debug test-reliability module-debug bench run demo simulate clean help
+	test test-unit test-guest test-host test-debug test-reliability module-debug bench run demo simulate readme clean help
 
 all: module
 
@@ -62,20 +65,24 @@ guest: setup $(GUEST_BIN)
 $(GUEST_BIN): $(wildcard guest/src/*.rs) guest/Cargo.toml
 	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p balloon-guest --target $(GUEST_TARGET)
 
-# Unit tests: the host crates and the module's pure arithmetic (policy.rs).
+# Unit tests: the host crates, the module's pure arithmetic (policy.rs), and
+# the host stub's pure policy properties and simulator (no kernel, no guest).
 test-unit: setup
 	cargo test --no-fail-fast --workspace --lib --bins
+	cargo test --no-fail-fast -p host-stub --test policy_props --test simulate --test readme
 
 # Guest tests: boot QEMU guests with both drivers.
 test-guest: kernel module guest
-	cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2)
+	@mkdir -p build
+	cargo test --no-fail-fast -p qemu-test --test '*' -- --test-threads=$(or $(GUEST_JOBS),2) 2>&1 | tee build/test-guest.log
 	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: guest tests left the QEMU processes above running" >&2; exit 1; fi
 
-# Host-stub tests: property tests of the policy engine, then short real
-# scenarios one at a time (they change machine-wide settings: KSM, zswap,
-# swap, cgroups, and check every one is back afterwards).
+# Host-stub tests with real guests, one at a time (they change machine-wide
+# settings: KSM, zswap, swap, cgroups, and check every one is back
+# afterwards); the pure ones are in test-unit.
 test-host: kernel module guest
-	cargo test --no-fail-fast -p host-stub --test '*' -- --test-threads=1
+	@mkdir -p build
+	cargo test --no-fail-fast -p host-stub --test cli --test guests --test libvirt -- --test-threads=1 2>&1 | tee build/test-host.log
 	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: host-stub tests left the QEMU processes above running" >&2; exit 1; fi
 
 test: test-unit test-guest test-host
@@ -122,6 +129,13 @@ demo: kernel module guest
 # Policies compared on a simulated host (500 VMs, a day).
 simulate: setup
 	cargo run -q --release -p host-stub --bin balloon-host -- simulate $(SIM_ARGS)
+
+# README's generated blocks: the test tables from the sources and the last
+# `make test` run's logs, the simulate table from `balloon-host simulate`.
+readme: setup
+	@test -f build/test-guest.log -a -f build/test-host.log || { echo "error: no test logs in build/: run make test first" >&2; exit 1; }
+	cargo run -q --release -p host-stub --bin balloon-host -- simulate > build/simulate.txt
+	cargo run -q -p qemu-test --bin readme-tables -- README.md build/test-guest.log build/test-host.log build/simulate.txt
 
 clean:
 	-$(KMAKE) clean

@@ -17,6 +17,7 @@ pub mod initramfs;
 pub mod logscan;
 pub mod procfs;
 pub mod qmp;
+pub mod readme;
 
 pub use artifacts::{Artifacts, Driver};
 pub use error::{Error, Result};
