@@ -67,8 +67,10 @@ impl<T> Mutex<T> {
     pub(crate) fn try_lock(&self) -> Option<Guard<'_, T>> {
         // SAFETY: By the type invariant `raw` is initialised.
         let taken = unsafe { bindings::mutex_trylock(self.raw.get()) } != 0;
-        // INVARIANT: The lock is held when `taken`.
-        taken.then_some(Guard {
+        // INVARIANT: The lock is held when `taken`. The guard is built only
+        // then: `then_some` would build it either way and drop it, unlocking
+        // a mutex another task holds.
+        taken.then(|| Guard {
             lock: self,
             _not_send: PhantomData,
         })

@@ -96,13 +96,14 @@ fn pressure_compaction_and_a_target_storm_together(driver: Driver) -> Result<()>
     );
     if driver == Driver::BalloonRs {
         let d = g.balloon_rs_status()?;
+        eprintln!("{}", d.text);
         ensure!(
             d.get("oom_deflates")? > 0,
             "premise: no deflate on OOM in {secs} s:\n{}",
             d.text
         );
     }
-    tracing::info!(%driver, targets, migrated, "stress done");
+    eprintln!("{driver}: {targets} targets, {migrated} balloon pages migrated in {secs} s");
     resize(&mut g, size / 2)?;
     g.unload(driver)?;
     g.shutdown()
