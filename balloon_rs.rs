@@ -439,7 +439,7 @@ enum Step {
     /// Inflation stopped at the floor (or in the hold-off after an OOM
     /// deflate).
     Floor,
-    /// No page could be allocated.
+    /// An allocation came up short, or the host refused a batch: back off.
     NoMemory,
 }
 
@@ -628,10 +628,11 @@ impl Balloon {
                 break;
             }
             let count = self.alloc_batch(inner, allowed, adjust);
+            // Any shortfall backs off (C sleeps 200 ms after any allocation
+            // failure): a guest near exhaustion must not spin.
+            let short = (count as u64) < allowed;
             if count == 0 {
-                if batch == 0 {
-                    step = Step::NoMemory;
-                }
+                step = Step::NoMemory;
                 break;
             }
             if pending > 0 {
@@ -664,7 +665,11 @@ impl Balloon {
                 done += pending;
                 pending = 0;
             }
-            if done + pending >= want || (count as u64) < allowed {
+            if short {
+                step = Step::NoMemory;
+                break;
+            }
+            if done + pending >= want {
                 break;
             }
         }
@@ -1009,13 +1014,21 @@ impl page_pool::Migrate for Balloon {
             return Err(EAGAIN);
         }
         let (new_pfn, old_pfn) = (m.new_pfn(), m.old_pfn());
+        // The commit point: from here the new page is in the balloon and the
+        // old one leaves it, so the migration succeeds whatever the host
+        // says (as C, whose tell_host() cannot fail). Reporting an error now
+        // would make the core put the old page back on the balloon list.
         let migrated = m.insert_new(!self.features.deflate_on_oom);
-        let inflated = self.tell_host_one(&mut inner, new_pfn, false);
-        let deflated = self.tell_host_one(&mut inner, old_pfn, true);
+        if let Err(e) = self.tell_host_one(&mut inner, new_pfn, false) {
+            pr_err!("migration: inflate request for the new page failed ({:?})\n", e);
+        }
+        if let Err(e) = self.tell_host_one(&mut inner, old_pfn, true) {
+            pr_err!("migration: deflate request for the old page failed ({:?})\n", e);
+        }
         drop(inner);
         drop(migrated);
         self.shared.migrations.fetch_add(1, Relaxed);
-        inflated.and(deflated)
+        Ok(())
     }
 }
 
@@ -1301,6 +1314,12 @@ impl virtio::Driver for BalloonDriver {
         );
     }
 }
+
+// `alias: virtio:d00000005v*`: udev loads the module for the device.
+module_virtio_device_table!(
+    BALLOON_RS_ID_TABLE,
+    <BalloonDriver as virtio::Driver>::DEVICE_ID
+);
 
 struct BalloonModule {
     _driver: virtio::Registration<BalloonDriver>,

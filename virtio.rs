@@ -657,6 +657,29 @@ unsafe extern "C" fn restore_callback<T: Driver>(vdev: *mut bindings::virtio_dev
     }
 }
 
+/// Declares a driver's device table for module autoloading, as C's
+/// `MODULE_DEVICE_TABLE(virtio, ...)`: modpost reads the symbol
+/// `__mod_virtio__<name>_device_table` and writes `alias: virtio:d...v*`
+/// into the module, so udev and `modprobe` bind the driver to its device.
+/// `$device` is the `VIRTIO_ID_*` the driver binds, any vendor.
+#[macro_export]
+macro_rules! module_virtio_device_table {
+    ($name:ident, $device:expr) => {
+        #[export_name = concat!("__mod_virtio__", stringify!($name), "_device_table")]
+        #[used]
+        static $name: [kernel::bindings::virtio_device_id; 2] = [
+            kernel::bindings::virtio_device_id {
+                device: $device,
+                vendor: 0xffff_ffff, // VIRTIO_DEV_ANY_ID
+            },
+            kernel::bindings::virtio_device_id {
+                device: 0,
+                vendor: 0,
+            },
+        ];
+    };
+}
+
 /// What the virtio core keeps a pointer to while the driver is registered.
 struct RawDriver {
     drv: Opaque<bindings::virtio_driver>,

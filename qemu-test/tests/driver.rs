@@ -12,6 +12,7 @@ qemu_test::both_drivers!(
     binds_and_unbinds_cleanly,
     probe_sees_target_set_before_insmod,
     workload_memory_shows_in_meminfo,
+    modprobe_of_the_device_modalias_loads_the_driver,
 );
 
 fn boot(test: &str, driver: Driver) -> Result<Guest> {
@@ -45,6 +46,38 @@ fn binds_and_unbinds_cleanly(driver: Driver) -> Result<()> {
     );
     // A second load/unload cycle works too.
     g.load(driver)?;
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// The module declares its device table (`MODULE_DEVICE_TABLE`): with the
+/// module alone in the kernel's module directory, `depmod` indexes its
+/// alias and `modprobe` of the device's modalias (what udev runs on a
+/// hotplug event) loads it and binds the device.
+fn modprobe_of_the_device_modalias_loads_the_driver(driver: Driver) -> Result<()> {
+    let mut g = boot("modalias", driver)?;
+    let alias = g.sh("cat /sys/bus/virtio/devices/virtio0/modalias")?;
+    ensure!(
+        alias.trim().starts_with("virtio:d00000005v"),
+        "unexpected modalias {alias}"
+    );
+    g.sh(&format!(
+        "d=/lib/modules/$(uname -r); mkdir -p $d && cp /lib/modules/{} $d/ && depmod",
+        driver.file_name()
+    ))?;
+    let aliases = g.sh("cat /lib/modules/$(uname -r)/modules.alias")?;
+    ensure!(
+        aliases.contains("alias virtio:d00000005v* "),
+        "depmod found no virtio alias in {}:\n{aliases}",
+        driver.file_name()
+    );
+    g.sh(&format!("modprobe {}", alias.trim()))?;
+    let bound = g.bound_driver()?;
+    ensure!(
+        bound.as_deref() == Some(driver.module_name()),
+        "after modprobe {}, virtio0 is bound to {bound:?}",
+        alias.trim()
+    );
     g.unload(driver)?;
     g.shutdown()
 }
