@@ -127,9 +127,14 @@ pub(crate) unsafe trait HasPagePool: Sized {
 
 /// What to do when compaction moves a balloon page.
 pub(crate) trait Migrate: HasPagePool + Sync {
-    /// Replace `m`'s old page by its new one: [`Migration::insert_new`], tell
-    /// the host, then drop the returned handle. An error (`EAGAIN`) leaves
-    /// the old page in the balloon.
+    /// Replaces `m`'s old page by its new one.
+    ///
+    /// Either refuse before touching the pages (`Err(EAGAIN)`: the old page
+    /// stays in the balloon, the core puts it back on the list), or commit
+    /// with [`Migration::insert_new`], tell the host, drop the returned
+    /// handle and return `Ok`. [`Migration::insert_new`] is the commit
+    /// point: an error after it would make the core put back a page that
+    /// has already left the balloon.
     fn migrate(&self, m: Migration<'_>) -> Result;
 }
 
