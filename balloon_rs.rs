@@ -17,8 +17,11 @@
 //! [`mm`], [`wait`]); the balloon logic here is safe Rust, and its
 //! arithmetic is in [`policy`], which is unit-tested on the host.
 //!
-//! Lock order: `Balloon::inner` (the balloon lock) is taken before the page
-//! pool's `pages_lock` (inside the C balloon helpers). `Balloon::stats` is
+//! Lock order: `Balloon::incoming` (the size work's, never contended) before
+//! `Balloon::inner` (the balloon lock), which is taken before the page
+//! pool's `pages_lock` (inside the C balloon helpers). The balloon lock is
+//! never held while allocating pages, and only for one host request at a
+//! time. `Balloon::stats` is
 //! never held together with `inner`. Migration only try-locks `inner`.
 
 use core::{
@@ -228,6 +231,10 @@ struct Inner {
     failures: u32,
 }
 
+/// Pages allocated for one inflate request (a fixed array: no per-page
+/// allocation of the driver's own).
+type Incoming = [Option<BalloonPage>; PFNS_PER_BATCH];
+
 /// The stats queue and its scratch space.
 struct StatsState {
     queue: Option<StatsQueue>,
@@ -406,6 +413,10 @@ struct Balloon {
     /// The pages (the kernel's `balloon_dev_info`).
     #[pin]
     pool: PagePool,
+    /// Pages allocated for the next inflate request, before the balloon
+    /// lock is taken (only the size work uses it).
+    #[pin]
+    incoming: Mutex<Incoming>,
     /// The balloon lock.
     #[pin]
     inner: Mutex<Inner>,
@@ -567,114 +578,128 @@ impl Balloon {
         }
     }
 
-    /// Allocates up to `allowed` pages into the next request buffer and puts
-    /// them on the balloon list; returns how many.
-    fn alloc_batch(&self, inner: &mut Inner, allowed: u64, adjust: bool) -> usize {
-        let Some(pfns) = inner.out.next_mut() else {
-            return 0;
-        };
+    /// Allocates up to `allowed` pages into `incoming`, without the balloon
+    /// lock (as C's `fill_balloon()`: the OOM notifier and compaction never
+    /// wait behind the page allocator); returns how many.
+    fn alloc_batch(&self, incoming: &mut Incoming, allowed: u64) -> usize {
         let mut count = 0usize;
-        while (count as u64) < allowed {
+        while (count as u64) < allowed && count < incoming.len() {
             let Some(page) = BalloonPage::alloc() else {
                 break;
             };
-            // On the list (and movable) from here; migration cannot touch it
-            // before the host's ack because it needs the balloon lock.
-            let pfn = self.pool.enqueue(page, adjust);
-            self.set_pfns(pfns, count, pfn);
+            incoming[count] = Some(page);
             count += 1;
         }
         if (count as u64) < allowed {
             self.shared.alloc_failures.fetch_add(1, Relaxed);
-            inner.failures = inner.failures.saturating_add(1);
-        } else {
-            inner.failures = 0;
         }
         count
     }
 
-    /// Inflates by up to [`FILL_BATCHES`] batches towards `want` more
-    /// balloon pages, re-checking the floor before each. Pipelined: the next
-    /// batch is allocated while the host works on the previous one, and
-    /// sent once that one is acknowledged (one buffer in flight, as C). Where
-    /// the host handles a notification asynchronously (KVM's ioeventfd)
-    /// allocation and discard overlap; under TCG the notification returns
-    /// only after the discard, which is then serial as in C (BENCHMARKS.md
-    /// shows why notifying from another vCPU does not help on this host).
-    fn fill(&self, inner: &mut Guard<'_, Inner>, want: u64) -> Step {
+    /// Sends the `count` pages of `incoming` to the host as one inflate
+    /// request and puts them in the balloon, under the balloon lock, which
+    /// is held for this one request. If the request cannot be queued the
+    /// host never heard of them: exactly these pages go back to the
+    /// allocator. Returns whether they were inflated.
+    fn inflate_batch(&self, incoming: &mut Incoming, count: usize, short: bool) -> bool {
+        let adjust = !self.features.deflate_on_oom;
+        let mut inner = self.inner.lock();
+        inner.failures = if short {
+            inner.failures.saturating_add(1)
+        } else {
+            0
+        };
+        let pages = &mut incoming[..count];
+        let queued = match inner.out.next_mut() {
+            // Nothing is in flight while the lock is free: cannot happen.
+            None => Err(EBUSY),
+            Some(pfns) => {
+                for (slot, page) in pages.iter().enumerate() {
+                    if let Some(page) = page {
+                        self.set_pfns(pfns, slot, page.pfn());
+                    }
+                }
+                self.submit(&mut inner, count * PER_PAGE as usize, false)
+            }
+        };
+        if let Err(e) = queued {
+            pr_err!(
+                "inflate request failed ({:?}); returning its {} pages\n",
+                e,
+                count
+            );
+            for page in pages.iter_mut().filter_map(Option::take) {
+                // Not enqueued, so not subtracted from the managed pages.
+                page.release(false);
+            }
+            return false;
+        }
+        // On the list (and movable) from here; migration cannot touch them
+        // before the host's ack because it needs the balloon lock.
+        for page in pages.iter_mut().filter_map(Option::take) {
+            self.pool.enqueue(page, adjust);
+        }
+        self.settle_inflate(&mut inner, (count * PER_PAGE as usize) as u64);
+        true
+    }
+
+    /// Inflates by up to [`FILL_BATCHES`] batches towards `target` balloon
+    /// pages, re-checking the floor before each. Each batch is allocated
+    /// without the balloon lock, then sent and acknowledged with it held for
+    /// that one request (one buffer in flight, as C).
+    fn fill(&self, target: u64) -> Step {
         let last_oom = self.shared.last_oom_ms.load(Relaxed);
         if last_oom != 0 && !policy::rate_limit_ok(mm::now_ms(), last_oom, policy::OOM_HOLDOFF_MS) {
             // The guest just needed these pages: no re-inflation for a while.
             return Step::Floor;
         }
-        let adjust = !self.features.deflate_on_oom;
+        // Only the size work inflates: `incoming` is never contended.
+        let mut incoming = self.incoming.lock();
         let mut step = Step::Floor;
-        // Balloon pages acknowledged by the host, and in flight.
-        let (mut done, mut pending) = (0u64, 0u64);
         for batch in 0..FILL_BATCHES {
+            let (held, has_queues) = {
+                let inner = self.inner.lock();
+                (inner.held, inner.queues.is_some())
+            };
+            if !has_queues {
+                // Deleted (a failed restore): nothing to do until restored.
+                return Step::Done;
+            }
+            if held >= target {
+                break;
+            }
             let snap = mm::mem_snapshot();
-            let floor = self.floor_pages(&snap, inner.held + pending);
+            let floor = self.floor_pages(&snap, held);
             self.shared.available_pages.store(snap.available, Relaxed);
-            let left = want - done - pending;
             let allowed = policy::inflate_allowance(
                 snap.available,
                 floor,
-                policy::batch_pages(left, PAGE_SHIFT),
+                policy::batch_pages(target - held, PAGE_SHIFT),
             );
             if allowed == 0 {
                 if batch == 0 {
-                    self.note_floor(inner.held, &snap, floor);
+                    self.note_floor(held, &snap, floor);
                 }
                 break;
             }
-            let count = self.alloc_batch(inner, allowed, adjust);
+            let count = self.alloc_batch(&mut incoming, allowed);
             // Any shortfall backs off (C sleeps 200 ms after any allocation
             // failure): a guest near exhaustion must not spin.
             let short = (count as u64) < allowed;
             if count == 0 {
+                let mut inner = self.inner.lock();
+                inner.failures = inner.failures.saturating_add(1);
                 step = Step::NoMemory;
                 break;
             }
-            if pending > 0 {
-                self.settle_inflate(inner, pending);
-                done += pending;
-                pending = 0;
-            }
-            let n = count * PER_PAGE as usize;
-            if let Err(e) = self.submit(inner, n, false) {
-                // The host never heard of these pages: take them back out.
-                pr_err!(
-                    "inflate request failed ({:?}); returning {} pages\n",
-                    e,
-                    count
-                );
-                for _ in 0..count {
-                    if let Some(p) = self.pool.dequeue() {
-                        p.release(adjust);
-                    }
-                }
+            if !self.inflate_batch(&mut incoming, count, short) {
                 step = Step::NoMemory;
                 break;
             }
-            pending = n as u64;
-            step = Step::Moved;
-            if batch == 0 {
-                // The first batch is settled at once: the host sees the
-                // balloon move without waiting for the next allocation.
-                self.settle_inflate(inner, pending);
-                done += pending;
-                pending = 0;
-            }
+            step = if short { Step::NoMemory } else { Step::Moved };
             if short {
-                step = Step::NoMemory;
                 break;
             }
-            if done + pending >= want {
-                break;
-            }
-        }
-        if pending > 0 {
-            self.settle_inflate(inner, pending);
         }
         step
     }
@@ -740,29 +765,40 @@ impl Balloon {
         self.size_work.queue(workqueue::system_freezable());
     }
 
+    /// Deflates by one batch towards `target` balloon pages.
+    fn deflate_towards(&self, target: u64) -> Step {
+        let mut inner = self.inner.lock();
+        if inner.queues.is_none() {
+            // Deleted (a failed restore): nothing to do until restored.
+            return Step::Done;
+        }
+        let excess = inner.held.saturating_sub(target);
+        if self.leak(&mut inner, excess) > 0 {
+            Step::Moved
+        } else {
+            // Pages isolated for migration come back shortly.
+            Step::NoMemory
+        }
+    }
+
     /// One run of the size work: a few batches towards the target.
     fn update_size(&self) {
         let target = self.target();
         self.shared.target.store(target, Relaxed);
-        let (step, failures) = {
-            let mut inner = self.inner.lock();
-            let held = inner.held;
-            let step = if target > held {
-                self.fill(&mut inner, target - held)
-            } else if target < held {
-                if self.leak(&mut inner, held - target) > 0 {
-                    Step::Moved
-                } else {
-                    // Pages isolated for migration come back shortly.
-                    Step::NoMemory
-                }
-            } else {
-                Step::Done
-            };
+        let held = self.inner.lock().held;
+        let step = if target > held {
+            self.fill(target)
+        } else if target < held {
+            self.deflate_towards(target)
+        } else {
+            Step::Done
+        };
+        let failures = {
+            let inner = self.inner.lock();
             if inner.held != held || matches!(step, Step::Done) {
                 self.write_actual(inner.held);
             }
-            (step, inner.failures)
+            inner.failures
         };
         match step {
             Step::Done => return,
@@ -1178,6 +1214,11 @@ impl virtio::Driver for BalloonDriver {
             c_str!("balloon_rs::inner"),
             kernel::static_lock_class!(),
         );
+        let incoming = Mutex::new(
+            [const { None }; PFNS_PER_BATCH],
+            c_str!("balloon_rs::incoming"),
+            kernel::static_lock_class!(),
+        );
         let stats = Mutex::new(
             StatsState {
                 queue: stats_queue,
@@ -1214,6 +1255,7 @@ impl virtio::Driver for BalloonDriver {
                 shared,
                 stop: AtomicBool::new(false),
                 pool <- PagePool::new(),
+                incoming <- incoming,
                 inner <- inner,
                 stats <- stats,
                 report_vq <- report_vq,
