@@ -118,6 +118,9 @@ struct Shared {
     floor_holds: AtomicU64,
     oom_deflates: AtomicU64,
     oom_pages: AtomicU64,
+    /// The longest OOM notifier call, in microseconds (it waits for the
+    /// balloon lock: never behind page allocation).
+    oom_max_us: AtomicU64,
     migrations: AtomicU64,
     migrations_busy: AtomicU64,
     stats_requests: AtomicU64,
@@ -181,6 +184,7 @@ impl debugfs::Show for Shared {
             ("floor_holds", &self.floor_holds),
             ("oom_deflates", &self.oom_deflates),
             ("oom_pages", &self.oom_pages),
+            ("oom_max_us", &self.oom_max_us),
             ("migrations", &self.migrations),
             ("migrations_busy", &self.migrations_busy),
             ("stats_requests", &self.stats_requests),
@@ -1025,6 +1029,7 @@ impl work::Worker<STATS_WORK> for Balloon {
 
 impl oom::OomHandler for Balloon {
     fn on_oom(&self) -> u64 {
+        let start = mm::now_us();
         let mut inner = self.inner.lock();
         let freed = self.leak(&mut inner, OOM_NR_PAGES);
         self.write_actual(inner.held);
@@ -1034,6 +1039,9 @@ impl oom::OomHandler for Balloon {
             self.shared.oom_pages.fetch_add(freed, Relaxed);
             self.shared.last_oom_ms.store(mm::now_ms().max(1), Relaxed);
         }
+        self.shared
+            .oom_max_us
+            .fetch_max(mm::now_us().saturating_sub(start), Relaxed);
         freed / PER_PAGE
     }
 }

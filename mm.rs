@@ -71,6 +71,11 @@ pub(crate) fn now_ms() -> u64 {
     kernel::time::Ktime::ktime_get().to_ms().max(0) as u64
 }
 
+/// Microseconds since boot (monotonic).
+pub(crate) fn now_us() -> u64 {
+    (kernel::time::Ktime::ktime_get().to_ns().max(0) as u64) / 1000
+}
+
 /// Whether freed pages are zeroed (`init_on_free=1`).
 pub(crate) fn want_init_on_free() -> bool {
     // SAFETY: Always safe to call.
