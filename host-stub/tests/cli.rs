@@ -146,7 +146,8 @@ fn ctrl_c_restores_the_host() -> TestResult {
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
     };
     assert_eq!(value("balloon_host_capacity_mib "), Some(600.0), "{page}");
-    let resident = value("balloon_vm_resident_mib{vm=\"a\"} ").ok_or(format!("no resident gauge:\n{page}"))?;
+    let resident =
+        value("balloon_vm_resident_mib{vm=\"a\"} ").ok_or(format!("no resident gauge:\n{page}"))?;
     assert!(resident >= 100.0, "resident {resident} MiB:\n{page}");
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -168,7 +169,9 @@ fn scrape(addr: &str) -> Result<String, Box<dyn std::error::Error>> {
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").ok_or(format!("no HTTP answer: {text}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or(format!("no HTTP answer: {text}"))?;
     if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
         return Err(format!("metrics: {head}").into());
     }

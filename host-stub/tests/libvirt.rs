@@ -213,7 +213,9 @@ impl Drop for Domain {
 fn missing_prerequisite() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("not root: libvirtd's qemu:///system needs root (run make test as root)".into());
+        return Some(
+            "not root: libvirtd's qemu:///system needs root (run make test as root)".into(),
+        );
     }
     for bin in ["libvirtd", "virtlogd", "virsh"] {
         let found = std::env::var_os("PATH")
