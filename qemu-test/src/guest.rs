@@ -65,6 +65,9 @@ pub struct GuestConfig {
     pub extra_qemu_args: Vec<String>,
     /// Extra kernel command line.
     pub kernel_args: String,
+    /// QEMU machine type (`-machine`), or QEMU's default (i440fx `pc`);
+    /// `BALLOON_RS_MACHINE` sets it for a whole run.
+    pub machine: Option<String>,
     /// Accelerator.
     pub accel: Accel,
     /// A driver probe failure in the console is expected (fault injection):
@@ -94,6 +97,9 @@ impl GuestConfig {
             balloon_props: Vec::new(),
             extra_qemu_args: Vec::new(),
             kernel_args: String::new(),
+            machine: std::env::var("BALLOON_RS_MACHINE")
+                .ok()
+                .filter(|m| !m.is_empty()),
             accel: Accel::from_env()?,
             expect_probe_failure: false,
             cgroup_procs: None,
@@ -165,6 +171,10 @@ impl GuestConfig {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(machine) = &self.machine {
+            args.push("-machine".into());
+            args.push(machine.clone());
+        }
         args.extend(self.extra_qemu_args.iter().cloned());
         args
     }

@@ -71,9 +71,13 @@ mod tests {
         let log = "[0.1] ok\n[30.5] ACPI Error: Aborting method \\_SB.PCI0._PRT due to previous error (AE_AML_LOOP_TIMEOUT)\n\
                    [30.6] virtio-pci 0000:00:02.0: PCI INT A: no GSI\n";
         assert_eq!(device_problem(log).map(|(n, _)| n), Some(2));
-        let probe = "[1.0] balloon_rs virtio0: probe with driver balloon_rs failed with error -12\n";
+        let probe =
+            "[1.0] balloon_rs virtio0: probe with driver balloon_rs failed with error -12\n";
         assert_eq!(device_problem(probe).map(|(n, _)| n), Some(1));
-        assert_eq!(device_problem("[0.1] virtio-pci 0000:00:02.0: enabling device\n"), None);
+        assert_eq!(
+            device_problem("[0.1] virtio-pci 0000:00:02.0: enabling device\n"),
+            None
+        );
     }
 
     #[test]

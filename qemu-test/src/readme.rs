@@ -150,8 +150,9 @@ fn escape(text: &str) -> String {
 /// named `c_driver_*` runs the C driver only; any other single test runs
 /// balloon_rs (or no driver, for the harness's own tests).
 pub fn guest_table(tests: &[TestDoc], outcomes: &BTreeMap<String, Outcome>) -> String {
-    let mut t =
-        String::from("| test | what it asserts | balloon_rs | C driver |\n| --- | --- | --- | --- |\n");
+    let mut t = String::from(
+        "| test | what it asserts | balloon_rs | C driver |\n| --- | --- | --- | --- |\n",
+    );
     for d in tests {
         let (rs, c) = if d.both {
             (
@@ -279,7 +280,10 @@ fn delta() -> Result<()> { Ok(()) }
         let t = test_docs(SRC);
         let names: Vec<_> = t.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["alpha", "beta", "c_driver_gamma", "delta"]);
-        assert_eq!(t[0].summary, "Alpha does a thing: with numbers. Second line.");
+        assert_eq!(
+            t[0].summary,
+            "Alpha does a thing: with numbers. Second line."
+        );
         assert!(t[0].both && t[1].both && !t[2].both);
         assert!(t[3].ignored && !t[2].ignored);
     }
@@ -289,11 +293,28 @@ fn delta() -> Result<()> { Ok(()) }
         let log = "test balloon_rs::alpha ... ok\ntest c_driver::alpha ... FAILED\n\
                    test c_driver_gamma ... ok\ntest delta ... ignored, debug only\n";
         let table = guest_table(&test_docs(SRC), &outcomes(log));
-        assert!(table.contains("| `alpha` | Alpha does a thing: with numbers. Second line. | pass | **FAIL** |"), "{table}");
-        assert!(table.contains("| `beta` | Beta. | not run | not run |"), "{table}");
-        assert!(table.contains("| `c_driver_gamma` | Only C \\| pipes. | n/a | pass |"), "{table}");
-        assert!(table.contains("| `delta` | Needs the debug kernel. | ignored | n/a |"), "{table}");
-        assert_eq!(table_names(&table), ["alpha", "beta", "c_driver_gamma", "delta"]);
+        assert!(
+            table.contains(
+                "| `alpha` | Alpha does a thing: with numbers. Second line. | pass | **FAIL** |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| `beta` | Beta. | not run | not run |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| `c_driver_gamma` | Only C \\| pipes. | n/a | pass |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| `delta` | Needs the debug kernel. | ignored | n/a |"),
+            "{table}"
+        );
+        assert_eq!(
+            table_names(&table),
+            ["alpha", "beta", "c_driver_gamma", "delta"]
+        );
     }
 
     #[test]
@@ -336,4 +357,3 @@ fn delta() -> Result<()> { Ok(()) }
         }
     }
 }
-

@@ -477,7 +477,10 @@ fn c_driver_is_starved_by_a_hostile_host() -> Result<()> {
         match g.run_timeout("cat /proc/loadavg", Duration::from_secs(10)) {
             Ok(out) if out.code == 0 => {}
             Ok(out) => {
-                evidence = Some(format!("a command failed (exit {}): {}", out.code, out.text));
+                evidence = Some(format!(
+                    "a command failed (exit {}): {}",
+                    out.code, out.text
+                ));
                 break;
             }
             Err(Error::Timeout { .. }) => {

@@ -38,7 +38,10 @@ fn qemu_death_is_reported_not_hung() -> Result<()> {
     let rc = unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     ensure!(rc == 0, "kill failed");
     match g.run("echo still-here") {
-        Err(Error::QemuExited { status, .. }) => ensure!(status.contains("signal: 9"), "status {status}: not killed by SIGKILL"),
+        Err(Error::QemuExited { status, .. }) => ensure!(
+            status.contains("signal: 9"),
+            "status {status}: not killed by SIGKILL"
+        ),
         other => return Err(Error::Check(format!("expected QemuExited, got {other:?}"))),
     }
     drop(g);

@@ -82,7 +82,10 @@ fn pressure_compaction_and_a_target_storm_together(driver: Driver) -> Result<()>
             let out = g.run_timeout("cat /proc/loadavg", Duration::from_secs(10))?;
             ensure!(out.code == 0, "guest command failed after {t} s of stress");
             let console = g.console();
-            if let Some(line) = console.lines().find(|l| BROKEN.iter().any(|b| l.contains(b))) {
+            if let Some(line) = console
+                .lines()
+                .find(|l| BROKEN.iter().any(|b| l.contains(b)))
+            {
                 return Err(qemu_test::Error::Check(format!(
                     "after {t} s of stress ({targets} targets): {line}\n--- console tail ---\n{}",
                     qemu_test::logscan::tail(&console, 30)

@@ -82,7 +82,11 @@ fn rmmod_during_a_large_inflation_returns_every_page(driver: Driver) -> Result<(
     );
     g.unload(driver)?;
     let after_rmmod = g.qmp().guest_size()? / MIB;
-    tracing::info!(before, after_rmmod, "actual when rmmod started and returned");
+    tracing::info!(
+        before,
+        after_rmmod,
+        "actual when rmmod started and returned"
+    );
     memory_back(&mut g, base, 8, "after rmmod mid-inflation")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while g.qmp().guest_size()? != size * MIB {

@@ -49,12 +49,16 @@ fn run(args: &[PathBuf]) -> Result<(), String> {
             log.display(),
             render(&tests, &outcomes(&read(log)?))
         );
-        readme = splice(&readme, name, &body)
-            .ok_or(format!("{}: no <!-- begin {name} --> block", readme_path.display()))?;
+        readme = splice(&readme, name, &body).ok_or(format!(
+            "{}: no <!-- begin {name} --> block",
+            readme_path.display()
+        ))?;
     }
     let sim = format!("```\n{}```\n", read(simulate)?);
-    readme = splice(&readme, "simulate", &sim)
-        .ok_or(format!("{}: no <!-- begin simulate --> block", readme_path.display()))?;
+    readme = splice(&readme, "simulate", &sim).ok_or(format!(
+        "{}: no <!-- begin simulate --> block",
+        readme_path.display()
+    ))?;
     std::fs::write(readme_path, readme)
         .map_err(|e| format!("writing {}: {e}", readme_path.display()))?;
     println!("rewrote the generated blocks of {}", readme_path.display());
