@@ -1064,10 +1064,16 @@ impl page_pool::Migrate for Balloon {
         // would make the core put the old page back on the balloon list.
         let migrated = m.insert_new(!self.features.deflate_on_oom);
         if let Err(e) = self.tell_host_one(&mut inner, new_pfn, false) {
-            pr_err!("migration: inflate request for the new page failed ({:?})\n", e);
+            pr_err!(
+                "migration: inflate request for the new page failed ({:?})\n",
+                e
+            );
         }
         if let Err(e) = self.tell_host_one(&mut inner, old_pfn, true) {
-            pr_err!("migration: deflate request for the old page failed ({:?})\n", e);
+            pr_err!(
+                "migration: deflate request for the old page failed ({:?})\n",
+                e
+            );
         }
         drop(inner);
         drop(migrated);

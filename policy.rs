@@ -227,7 +227,10 @@ mod tests {
         // 2^56 MiB in 4 KiB pages is 2^64: it used to wrap to a floor of 0.
         assert_eq!(floor_pages(1 << 56, 1 << 20, 1 << 20, 12), u64::MAX);
         assert_eq!(floor_pages(u64::MAX, 1 << 20, 1 << 20, 12), u64::MAX);
-        assert_eq!(inflate_allowance(1 << 20, floor_pages(1 << 56, 1 << 20, 1 << 20, 12), 256), 0);
+        assert_eq!(
+            inflate_allowance(1 << 20, floor_pages(1 << 56, 1 << 20, 1 << 20, 12), 256),
+            0
+        );
     }
 
     #[test]
