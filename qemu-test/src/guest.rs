@@ -65,6 +65,12 @@ pub struct GuestConfig {
     pub extra_qemu_args: Vec<String>,
     /// Extra kernel command line.
     pub kernel_args: String,
+    /// Run-wide extra kernel arguments, from `BALLOON_RS_APPEND`: the debug
+    /// targets lengthen the RCU stall timeout (a KASAN kernel under TCG is
+    /// slow, not stalled) and route PCI interrupts without ACPI
+    /// (`acpi=noirq`: the debug kernel interprets the i440fx `_PRT` loop
+    /// too slowly for ACPICA's 30 s timeout). A test may change them.
+    pub run_args: String,
     /// QEMU machine type (`-machine`), or QEMU's default (i440fx `pc`);
     /// `BALLOON_RS_MACHINE` sets it for a whole run.
     pub machine: Option<String>,
@@ -97,6 +103,7 @@ impl GuestConfig {
             balloon_props: Vec::new(),
             extra_qemu_args: Vec::new(),
             kernel_args: String::new(),
+            run_args: std::env::var("BALLOON_RS_APPEND").unwrap_or_default(),
             machine: std::env::var("BALLOON_RS_MACHINE")
                 .ok()
                 .filter(|m| !m.is_empty()),
@@ -122,13 +129,9 @@ impl GuestConfig {
             append.push(' ');
             append.push_str(&self.kernel_args);
         }
-        // Run-wide extra kernel arguments (`make test-debug` lengthens the
-        // RCU stall timeout: a KASAN kernel under TCG is slow, not stalled).
-        if let Ok(extra) = std::env::var("BALLOON_RS_APPEND") {
-            if !extra.is_empty() {
-                append.push(' ');
-                append.push_str(&extra);
-            }
+        if !self.run_args.trim().is_empty() {
+            append.push(' ');
+            append.push_str(self.run_args.trim());
         }
         let console = if interactive {
             "mon:stdio".to_string()
