@@ -29,7 +29,7 @@ use core::{
     mem::offset_of,
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
 };
-use kernel::{bindings, c_str, prelude::*, sync::Arc, workqueue};
+use kernel::{bindings, c_str, init::InPlaceWrite, prelude::*, sync::Arc, workqueue};
 
 mod debugfs;
 mod hint;
@@ -1121,12 +1121,6 @@ impl virtio::Driver for BalloonDriver {
             reporting: d.has_feature(bindings::VIRTIO_BALLOON_F_REPORTING),
             hint: d.has_feature(bindings::VIRTIO_BALLOON_F_FREE_PAGE_HINT),
         };
-        let AllQueues {
-            main,
-            stats: stats_queue,
-            hint: hint_queue,
-            report,
-        } = find_queues(d, features)?;
         if d.has_feature(bindings::VIRTIO_BALLOON_F_PAGE_POISON) {
             // The value the host must write back into balloon pages before
             // the guest reuses them: zeroes with init_on_free, else the
@@ -1191,6 +1185,18 @@ impl virtio::Driver for BalloonDriver {
             None
         };
         let cmd = hint::CmdIds::new()?;
+        let out = OutBufs::new()?;
+        let uninit = KBox::<Balloon>::new_uninit(GFP_KERNEL)?;
+        // Everything that can fail is done: from here to the end of probe
+        // nothing does, so the queues found now are either handed to the
+        // driver data or (on a failure inside `find_queues`) deleted there,
+        // never left behind (C's `goto out_del_vqs`).
+        let AllQueues {
+            main,
+            stats: stats_queue,
+            hint: hint_queue,
+            report,
+        } = find_queues(d, features)?;
         pr_info!(
             "probed virtio{}: num_pages={} ({} MiB), features: must_tell_host={} stats_vq={} deflate_on_oom={} free_page_hint={} page_poison={} reporting={}\n",
             d.index(),
@@ -1221,7 +1227,7 @@ impl virtio::Driver for BalloonDriver {
             Inner {
                 queues: Some(main),
                 held: 0,
-                out: OutBufs::new()?,
+                out,
                 leaving: [const { None }; PFNS_PER_BATCH],
                 failures: 0,
             },
@@ -1255,29 +1261,30 @@ impl virtio::Driver for BalloonDriver {
             kernel::static_lock_class!(),
         );
         let acked = wait::WaitQueue::new(c_str!("balloon_rs::acked"), kernel::static_lock_class!());
-        KBox::pin_init(
-            pin_init!(Balloon {
-                size_work <- size_work,
-                stats_work <- stats_work,
-                hint_work <- hint_work,
-                hinting,
-                oom <- oom::OomNotifier::new(OOM_NOTIFY_PRIORITY),
-                reporting <- reporting::PageReporting::new(),
-                debugfs,
-                dev,
-                features,
-                shared,
-                stop: AtomicBool::new(false),
-                pool <- PagePool::new(),
-                incoming <- incoming,
-                inner <- inner,
-                stats <- stats,
-                report_vq <- report_vq,
-                hint_vq <- hint_vq,
-                acked <- acked,
-            }),
-            GFP_KERNEL,
-        )
+        let init = pin_init!(Balloon {
+            size_work <- size_work,
+            stats_work <- stats_work,
+            hint_work <- hint_work,
+            hinting,
+            oom <- oom::OomNotifier::new(OOM_NOTIFY_PRIORITY),
+            reporting <- reporting::PageReporting::new(),
+            debugfs,
+            dev,
+            features,
+            shared,
+            stop: AtomicBool::new(false),
+            pool <- PagePool::new(),
+            incoming <- incoming,
+            inner <- inner,
+            stats <- stats,
+            report_vq <- report_vq,
+            hint_vq <- hint_vq,
+            acked <- acked,
+        });
+        match uninit.write_pin_init(init) {
+            Ok(balloon) => Ok(balloon),
+            Err(never) => match never {},
+        }
     }
 
     fn ready(b: &Balloon) -> Result {
