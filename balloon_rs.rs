@@ -138,6 +138,7 @@ struct Shared {
     /// The last statistics sent, indexed by tag.
     last_stats: [AtomicU64; NR_STATS],
     last_floor_log_ms: AtomicU64,
+    last_broken_log_ms: AtomicU64,
     last_oom_ms: AtomicU64,
 }
 
@@ -381,6 +382,24 @@ fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
             );
             Err(e)
         }
+    }
+}
+
+/// Logs, at most every [`FLOOR_LOG_INTERVAL_MS`], that deflated pages were
+/// released although the broken device could not be told.
+fn pr_err_ratelimited(shared: &Shared, e: Error, count: usize) {
+    let now = mm::now_ms();
+    if policy::rate_limit_ok(
+        now,
+        shared.last_broken_log_ms.load(Relaxed),
+        FLOOR_LOG_INTERVAL_MS,
+    ) {
+        shared.last_broken_log_ms.store(now, Relaxed);
+        pr_err!(
+            "the device is broken ({:?}): releasing {} balloon pages without telling it\n",
+            e,
+            count
+        );
     }
 }
 
@@ -722,7 +741,8 @@ impl Balloon {
         self.write_actual(inner.held);
     }
 
-    /// Deflates by at most one batch of `want` balloon pages; returns the
+    /// Deflates by at most one batch of `want` balloon pages (given back
+    /// without the host's ack if the device is broken or gone); returns the
     /// balloon pages given back.
     fn leak(&self, inner: &mut Guard<'_, Inner>, want: u64) -> u64 {
         let pages = policy::batch_pages(want.min(inner.held), PAGE_SHIFT);
@@ -745,9 +765,13 @@ impl Balloon {
         let n = count * PER_PAGE as usize;
         // The host is told before any page is reused (MUST_TELL_HOST).
         let told = self.tell_host(inner, n, true);
+        // A broken or deleted device will never hear of them: release them
+        // anyway, as C does (its tell_host() cannot fail), or they would be
+        // stuck in the balloon for good.
+        let gone = told.is_err() && inner.queues.as_ref().is_none_or(|q| q.deflate.is_broken());
         let adjust = !self.features.deflate_on_oom;
         for page in inner.leaving[..count].iter_mut().filter_map(Option::take) {
-            if told.is_ok() {
+            if told.is_ok() || gone {
                 page.release(adjust);
             } else {
                 // Keep pages the host was not told about in the balloon.
@@ -755,8 +779,11 @@ impl Balloon {
             }
         }
         if let Err(e) = told {
-            pr_err!("deflate request failed ({:?})\n", e);
-            return 0;
+            if !gone {
+                pr_err!("deflate request failed ({:?})\n", e);
+                return 0;
+            }
+            pr_err_ratelimited(&self.shared, e, count);
         }
         inner.held -= n as u64;
         self.shared.batches_deflated.fetch_add(1, Relaxed);
@@ -843,7 +870,7 @@ impl Balloon {
         let mut stalls = 0;
         loop {
             let mut inner = self.inner.lock();
-            if inner.held == 0 || inner.queues.is_none() {
+            if inner.held == 0 {
                 break;
             }
             let held = inner.held;
@@ -852,7 +879,17 @@ impl Balloon {
                 // Pages isolated by compaction are back within a moment.
                 stalls += 1;
                 if stalls > 1000 {
-                    pr_err!("cannot deflate the last {} pages; leaking them\n", held);
+                    // The host keeps refusing (the device is not broken, yet
+                    // answers with errors): give the pages back anyway; the
+                    // pool must not be freed holding them.
+                    let mut inner = self.inner.lock();
+                    let n = self.pool.release_all(!self.features.deflate_on_oom);
+                    pr_err!(
+                        "the host refused to deflate the last {} pages; released {} without telling it\n",
+                        inner.held,
+                        n
+                    );
+                    inner.held = 0;
                     break;
                 }
                 mm::msleep(10);

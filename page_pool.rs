@@ -57,7 +57,7 @@ impl BalloonPage {
 ///
 /// `info` is initialised by `balloon_devinfo_init` and pinned. Pages on its
 /// list are owned by the list (each holds its balloon reference).
-#[pin_data]
+#[pin_data(PinnedDrop)]
 #[repr(C)]
 pub(crate) struct PagePool {
     #[pin]
@@ -105,12 +105,65 @@ impl PagePool {
         NonNull::new(p).map(BalloonPage)
     }
 
+    /// Whether pages are on the list, and how many are isolated for
+    /// migration (both under `pages_lock`).
+    fn counts(&self) -> (bool, usize) {
+        let info = self.info.get();
+        // SAFETY: The pool is initialised (type invariant); the list head and
+        // the isolated count are read under the lock that guards them.
+        unsafe {
+            let flags = bindings::spin_lock_irqsave(&raw mut (*info).pages_lock);
+            let head = &raw mut (*info).pages;
+            let listed = !core::ptr::eq((*head).next, head);
+            let isolated = (*info).isolated_pages;
+            bindings::spin_unlock_irqrestore(&raw mut (*info).pages_lock, flags);
+            (listed, isolated)
+        }
+    }
+
+    /// Gives every page back to the page allocator without telling anyone
+    /// (the device is broken or gone), waiting for pages isolated by
+    /// compaction to come back first; returns how many were released. With
+    /// `adjust_managed` they count in MemTotal again.
+    pub(crate) fn release_all(&self, adjust_managed: bool) -> u64 {
+        let mut released = 0;
+        loop {
+            let (listed, isolated) = self.counts();
+            if listed {
+                if let Some(page) = self.dequeue() {
+                    page.release(adjust_managed);
+                    released += 1;
+                    continue;
+                }
+            } else if isolated == 0 {
+                return released;
+            }
+            // A page is locked or isolated by compaction: it is put back (or
+            // replaced) within moments.
+            crate::mm::msleep(10);
+        }
+    }
+
     /// Makes the pool's pages migratable: compaction calls
     /// [`Migrate::migrate`] on the `T` this pool is a field of.
     pub(crate) fn enable_migration<T: Migrate>(&self) {
         // SAFETY: The pool is initialised; the callback is set before any
         // page is enqueued, as C does after `balloon_devinfo_init`.
         unsafe { (*self.info.get()).migratepage = Some(migrate_fn::<T>) };
+    }
+}
+
+// A pool is never freed holding pages: their `page->private` would point at
+// freed memory for the next compaction to follow. The driver empties it
+// first; if it did not, the pages are released here.
+#[pinned_drop]
+impl PinnedDrop for PagePool {
+    fn drop(self: Pin<&mut Self>) {
+        if self.counts() != (false, 0) {
+            pr_err!("balloon pool dropped with pages on it: releasing them\n");
+            let n = self.release_all(false);
+            pr_err!("released {} balloon pages without telling the host\n", n);
+        }
     }
 }
 

@@ -287,6 +287,13 @@ impl Virtqueue {
         })
     }
 
+    /// Whether the queue is broken (the device was surprise-removed or
+    /// misbehaved): no request on it will complete.
+    pub(crate) fn is_broken(&self) -> bool {
+        // SAFETY: By the type invariant the queue is valid.
+        unsafe { bindings::virtqueue_is_broken(self.ptr.as_ptr()) }
+    }
+
     /// Takes one buffer the device has used, returning its token (the
     /// address it was added with).
     pub(crate) fn get_buf_token(&mut self) -> Option<*mut core::ffi::c_void> {
