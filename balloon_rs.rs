@@ -968,8 +968,8 @@ impl Balloon {
         }
     }
 
-    /// Hints free blocks to the host until none is left, the command id
-    /// changes or the queue is full; then sends STOP.
+    /// Hints free blocks to the host until none is left or the command id
+    /// changes (a full queue only waits for the host), then sends STOP.
     fn send_hints(&self, h: &Hinting, id: u32) {
         let mut guard = self.hint_vq.lock();
         let HintVq { vq, cmd } = &mut *guard;
@@ -977,17 +977,33 @@ impl Balloon {
             return;
         };
         let dev = self.dev();
-        cmd.drain(vq);
-        if let Err(e) = cmd.post(vq, hint::START, dev.cpu_to_virtio32(id)) {
-            pr_err!("cannot send the free page hint start id {} ({:?})\n", id, e);
+        // A round always begins with START (as C): if the last round's START
+        // buffer is still queued, wait for the device to use it, unless the
+        // host moved on to another command id meanwhile.
+        loop {
+            cmd.drain(vq);
+            match cmd.post(vq, hint::START, dev.cpu_to_virtio32(id)) {
+                Err(e) if e == EBUSY && self.cmd_id_received(h) == id => mm::msleep(1),
+                Err(e) => {
+                    pr_err!("cannot send the free page hint start id {} ({:?})\n", id, e);
+                    return;
+                }
+                Ok(()) => break,
+            }
         }
         h.active.store(id, Relaxed);
         self.shared.hint_rounds.fetch_add(1, Relaxed);
         while self.cmd_id_received(h) == id {
             cmd.drain(vq);
-            // One slot always stays free for STOP.
-            if vq.num_free() <= 1 || !h.pool.blocks.lock().has_room() {
-                break;
+            if !h.pool.blocks.lock().has_room() {
+                break; // every block of memory is hinted
+            }
+            // One slot always stays free for STOP. A full ring does not end
+            // the round (C keeps hinting until the command id changes): the
+            // host uses the buffers, then there is room again.
+            if vq.num_free() <= 1 {
+                mm::msleep(1);
+                continue;
             }
             let Some(block) = hint::HintBlock::alloc() else {
                 break; // no free block left: all of free memory is hinted
