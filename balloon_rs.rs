@@ -46,7 +46,7 @@ mod virtio;
 mod wait;
 mod work;
 
-use lock::{Guard, Mutex};
+use lock::{Guard, IrqSpinLock, Mutex};
 use mm::PAGE_SHIFT;
 use page_pool::{BalloonPage, Migration, PagePool};
 use policy::PFNS_PER_BATCH;
@@ -385,6 +385,49 @@ fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
     }
 }
 
+/// Events that keep the system awake until the driver has handled them, as
+/// C's `VIRTIO_BALLOON_WAKEUP_SIGNAL_*`.
+const WAKEUP_ADJUST: u32 = 1;
+const WAKEUP_STATS: u32 = 2;
+
+/// The wakeup source's state (C's `wakeup_lock` and what it protects):
+/// pending events, and whether the device is keeping the system awake.
+#[derive(Default)]
+struct Wakeup {
+    pending: u32,
+    awake: bool,
+}
+
+impl Balloon {
+    /// An event arrived (any context, interrupt handlers included): stay
+    /// awake until it is handled.
+    fn start_wakeup_event(&self, event: u32) {
+        self.wakeup.with(|w| {
+            w.pending |= event;
+            if !w.awake {
+                w.awake = true;
+                self.dev().stay_awake();
+            }
+        });
+    }
+
+    /// The work for `event` has begun: a new one arriving from now on
+    /// keeps the system awake again.
+    fn process_wakeup_event(&self, event: u32) {
+        self.wakeup.with(|w| w.pending &= !event);
+    }
+
+    /// The work is done: relax unless another event is pending.
+    fn finish_wakeup_event(&self) {
+        self.wakeup.with(|w| {
+            if w.pending == 0 && w.awake {
+                w.awake = false;
+                self.dev().relax();
+            }
+        });
+    }
+}
+
 /// Logs, at most every [`FLOOR_LOG_INTERVAL_MS`], that deflated pages were
 /// released although the broken device could not be told.
 fn pr_err_ratelimited(shared: &Shared, e: Error, count: usize) {
@@ -455,6 +498,9 @@ struct Balloon {
     /// Woken by the inflate and deflate queues' interrupts.
     #[pin]
     acked: wait::WaitQueue,
+    /// The wakeup source's state.
+    #[pin]
+    wakeup: IrqSpinLock<Wakeup>,
 }
 
 impl_worker!(Balloon, size_work, 0);
@@ -814,6 +860,7 @@ impl Balloon {
 
     /// One run of the size work: a few batches towards the target.
     fn update_size(&self) {
+        self.process_wakeup_event(WAKEUP_ADJUST);
         let target = self.target();
         self.shared.target.store(target, Relaxed);
         let held = self.inner.lock().held;
@@ -832,9 +879,17 @@ impl Balloon {
             inner.failures
         };
         match step {
-            Step::Done => return,
+            Step::Done => {
+                self.finish_wakeup_event();
+                return;
+            }
             Step::Moved => {}
-            Step::Floor => mm::msleep(FLOOR_RETRY_MS),
+            Step::Floor => {
+                // Held at the floor for as long as the host insists: that
+                // must not keep the system from suspending (C has no floor).
+                self.finish_wakeup_event();
+                mm::msleep(FLOOR_RETRY_MS);
+            }
             Step::NoMemory => mm::msleep(policy::backoff_ms(failures.max(1))),
         }
         if !self.stop.load(Relaxed) {
@@ -1074,9 +1129,11 @@ impl work::Worker<SIZE_WORK> for Balloon {
 
 impl work::Worker<STATS_WORK> for Balloon {
     fn run(&self) {
+        self.process_wakeup_event(WAKEUP_STATS);
         if !self.stop.load(Relaxed) {
             self.update_stats();
         }
+        self.finish_wakeup_event();
     }
 }
 
@@ -1314,6 +1371,11 @@ impl virtio::Driver for BalloonDriver {
             kernel::static_lock_class!(),
         );
         let acked = wait::WaitQueue::new(c_str!("balloon_rs::acked"), kernel::static_lock_class!());
+        let wakeup = IrqSpinLock::new(
+            Wakeup::default(),
+            c_str!("balloon_rs::wakeup"),
+            kernel::static_lock_class!(),
+        );
         let init = pin_init!(Balloon {
             size_work <- size_work,
             stats_work <- stats_work,
@@ -1333,6 +1395,7 @@ impl virtio::Driver for BalloonDriver {
             report_vq <- report_vq,
             hint_vq <- hint_vq,
             acked <- acked,
+            wakeup <- wakeup,
         });
         match uninit.write_pin_init(init) {
             Ok(balloon) => Ok(balloon),
@@ -1341,6 +1404,9 @@ impl virtio::Driver for BalloonDriver {
     }
 
     fn ready(b: &Balloon) -> Result {
+        // As C: the balloon cannot wake the system, but it handles the
+        // transport's wakeup events with a wakeup source of its own.
+        b.dev().set_wakeup_capable();
         b.pool.enable_migration::<Balloon>();
         b.prime_stats()?;
         if b.features.deflate_on_oom {
@@ -1391,6 +1457,7 @@ impl virtio::Driver for BalloonDriver {
     fn config_changed(b: &Balloon) {
         b.shared.config_changes.fetch_add(1, Relaxed);
         if !b.stop.load(Relaxed) {
+            b.start_wakeup_event(WAKEUP_ADJUST);
             b.queue_size_work();
             if let Some(h) = &b.hinting {
                 // Read the command id again; queue a round unless one is
@@ -1405,6 +1472,7 @@ impl virtio::Driver for BalloonDriver {
     fn vq_interrupt(b: &Balloon, queue: usize) {
         if queue == VQ_STATS {
             if !b.stop.load(Relaxed) {
+                b.start_wakeup_event(WAKEUP_STATS);
                 b.stats_work.queue(workqueue::system_freezable());
             }
         } else {
@@ -1419,6 +1487,9 @@ impl virtio::Driver for BalloonDriver {
         b.size_work.cancel_sync();
         b.stats_work.cancel_sync();
         b.hint_work.cancel_sync();
+        // No work runs any more: nothing may keep the system awake.
+        b.wakeup.with(|w| w.pending = 0);
+        b.finish_wakeup_event();
         let held = b.inner.lock().held;
         b.deflate_all();
         b.return_hints();

@@ -111,3 +111,56 @@ impl<T> Drop for Guard<'_, T> {
         unsafe { bindings::mutex_unlock(self.lock.raw.get()) };
     }
 }
+
+/// A spinlock taken with interrupts disabled (`spin_lock_irqsave()`),
+/// protecting a `T`: for state that interrupt handlers change too. The
+/// 6.12 kernel crate's `SpinLock` does not disable interrupts.
+///
+/// # Invariants
+///
+/// `raw` is initialised by `__spin_lock_init` and pinned; `data` is only
+/// accessed while `raw` is held.
+#[pin_data]
+pub(crate) struct IrqSpinLock<T> {
+    #[pin]
+    raw: Opaque<bindings::spinlock_t>,
+    data: UnsafeCell<T>,
+    #[pin]
+    _pin: PhantomPinned,
+}
+
+// SAFETY: The lock gives one CPU at a time access to the `T`.
+unsafe impl<T: Send> Send for IrqSpinLock<T> {}
+// SAFETY: As above.
+unsafe impl<T: Send> Sync for IrqSpinLock<T> {}
+
+impl<T> IrqSpinLock<T> {
+    /// Creates a lock; `name` and `key` are for lockdep.
+    pub(crate) fn new(
+        data: T,
+        name: &'static CStr,
+        key: &'static LockClassKey,
+    ) -> impl PinInit<Self> {
+        let key = crate::wait::lock_class_ptr(key);
+        pin_init!(Self {
+            data: UnsafeCell::new(data),
+            // SAFETY: `slot` is valid for writes; name and key are static.
+            raw <- Opaque::ffi_init(|slot| unsafe { bindings::__spin_lock_init(slot, name.as_char_ptr(), key) }),
+            _pin: PhantomPinned,
+        })
+    }
+
+    /// Runs `f` on the data with the lock held and local interrupts off
+    /// (callable from any context, interrupt handlers included). `f` must
+    /// not sleep.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: By the type invariant `raw` is initialised.
+        let flags = unsafe { bindings::spin_lock_irqsave(self.raw.get()) };
+        // SAFETY: The lock is held, so no one else accesses the data; the
+        // reference does not outlive `f`.
+        let r = f(unsafe { &mut *self.data.get() });
+        // SAFETY: Taken above with these flags, on this CPU.
+        unsafe { bindings::spin_unlock_irqrestore(self.raw.get(), flags) };
+        r
+    }
+}

@@ -124,6 +124,26 @@ impl Device {
         }
     }
 
+    /// Makes the device a wakeup source (`device_set_wakeup_capable`), so
+    /// that [`Device::stay_awake`] can hold off system suspend.
+    pub(crate) fn set_wakeup_capable(&self) {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::device_set_wakeup_capable(&raw mut (*self.as_raw()).dev, true) }
+    }
+
+    /// Keeps the system from suspending while the driver works on an event
+    /// (`pm_stay_awake`); a wakeup source does not nest. Any context.
+    pub(crate) fn stay_awake(&self) {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::pm_stay_awake(&raw mut (*self.as_raw()).dev) }
+    }
+
+    /// Ends [`Device::stay_awake`] (`pm_relax`). Any context.
+    pub(crate) fn relax(&self) {
+        // SAFETY: By the type invariant the device is valid.
+        unsafe { bindings::pm_relax(&raw mut (*self.as_raw()).dev) }
+    }
+
     /// Tells the device the driver is ready (`DRIVER_OK`).
     pub(crate) fn ready(&self) {
         // SAFETY: By the type invariant the device is valid.

@@ -13,6 +13,7 @@ qemu_test::both_drivers!(
     probe_sees_target_set_before_insmod,
     workload_memory_shows_in_meminfo,
     modprobe_of_the_device_modalias_loads_the_driver,
+    adjusting_the_balloon_is_a_wakeup_event,
 );
 
 fn boot(test: &str, driver: Driver) -> Result<Guest> {
@@ -77,6 +78,51 @@ fn modprobe_of_the_device_modalias_loads_the_driver(driver: Driver) -> Result<()
         bound.as_deref() == Some(driver.module_name()),
         "after modprobe {}, virtio0 is bound to {bound:?}",
         alias.trim()
+    );
+    g.unload(driver)?;
+    g.shutdown()
+}
+
+/// The device is a wakeup source (`device_set_wakeup_capable`, as C): once
+/// wakeup is enabled in sysfs, each balloon adjustment keeps the system
+/// awake until it is done (`wakeup_active_count` grows), and nothing is left
+/// holding it once the target is reached (`wakeup_active` is 0).
+fn adjusting_the_balloon_is_a_wakeup_event(driver: Driver) -> Result<()> {
+    let mut g = boot("wakeup", driver)?;
+    let power = "/sys/bus/virtio/devices/virtio0/power";
+    g.load(driver)?;
+    let state = g.sh(&format!("cat {power}/wakeup"))?;
+    ensure!(
+        state.trim() == "disabled" || state.trim() == "enabled",
+        "not wakeup-capable: {power}/wakeup says {state:?}"
+    );
+    g.sh(&format!("echo enabled > {power}/wakeup"))?;
+    let count = |g: &mut Guest, what: &str| -> Result<u64> {
+        let v = g.sh(&format!("cat {power}/{what}"))?;
+        v.trim()
+            .parse()
+            .map_err(|e| qemu_test::Error::Check(format!("{what}: {v:?}: {e}")))
+    };
+    let before = count(&mut g, "wakeup_active_count")?;
+    let size = g.config.mem_mib;
+    g.qmp().set_guest_size((size - 64) * MIB)?;
+    let (reached, actual) = g
+        .qmp()
+        .wait_guest_size((size - 64) * MIB, Duration::from_secs(120))?;
+    ensure!(
+        reached,
+        "actual {} MiB never reached the target",
+        actual / MIB
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let after = count(&mut g, "wakeup_active_count")?;
+    ensure!(
+        after > before,
+        "wakeup_active_count {before} -> {after}: the adjustment held no wakeup event"
+    );
+    ensure!(
+        count(&mut g, "wakeup_active")? == 0,
+        "the wakeup source is still active after the target was reached"
     );
     g.unload(driver)?;
     g.shutdown()
