@@ -437,9 +437,9 @@ fn balloon_rs_survives_a_hostile_host() -> Result<()> {
 
 /// The same hostile 1 MiB target against the C driver, which has no floor:
 /// recorded as a test of C's known weakness (TOOLCHAIN.md). The test asserts
-/// the evidence of starvation, each part of it: C took nearly all the
-/// guest's memory (QEMU's `actual` falls within a quarter of the guest's size
-/// of the 1 MiB target), it said it ran out of pages ("Out of puff!"), and then
+/// the evidence of starvation, each part of it: C took most of the guest's
+/// memory (the balloon reaches 3/4 of what was available before the target),
+/// it said it ran out of pages ("Out of puff!"), and then
 /// the OOM killer ran, a command failed or timed out, or the guest died. A
 /// harness or QMP fault is not starvation: it fails the test. If C ever stops
 /// starving the guest, this test fails and the README's comparison must change.
@@ -448,6 +448,7 @@ fn c_driver_is_starved_by_a_hostile_host() -> Result<()> {
     let mut g = Guest::boot(config("hostile", Driver::C)?)?;
     g.load(Driver::C)?;
     let size = g.config.mem_mib;
+    let avail0 = g.meminfo()?.mib("MemAvailable")?;
     g.qmp().set_guest_size(MIB)?;
     let mut least_actual = size;
     let mut evidence = None;
@@ -502,17 +503,20 @@ fn c_driver_is_starved_by_a_hostile_host() -> Result<()> {
              (actual {least_actual} MiB of {size}, every probe answered)"
         ))
     })?;
+    // Most of what was available: the guest may die (OOM panic) before C
+    // took the last quarter of it, so 3/4 of MemAvailable, not all.
+    let ballooned = size - least_actual;
     ensure!(
-        least_actual <= size / 4,
+        ballooned >= avail0 * 3 / 4,
         "starved ({evidence}), but C's balloon never took most of the guest: \
-         actual fell only to {least_actual} of {size} MiB"
+         {ballooned} MiB ballooned of {avail0} MiB available (actual {least_actual} of {size})"
     );
     ensure!(
         console.contains("Out of puff!"),
         "starved ({evidence}), but C never said it ran out of pages (\"Out of puff!\")"
     );
     eprintln!(
-        "C driver starved: actual {least_actual} of {size} MiB for a 1 MiB target; {evidence}"
+        "C driver starved: {ballooned} of {avail0} MiB available ballooned for a 1 MiB target; {evidence}"
     );
     Ok(())
 }
