@@ -439,7 +439,7 @@ fn balloon_rs_survives_a_hostile_host() -> Result<()> {
 /// recorded as a test of C's known weakness (TOOLCHAIN.md). The test asserts
 /// the evidence of starvation, each part of it: C took most of the guest's
 /// memory (the balloon reaches 3/4 of what was available before the target),
-/// it said it ran out of pages ("Out of puff!"), and then
+/// and then
 /// the OOM killer ran, a command failed or timed out, or the guest died. A
 /// harness or QMP fault is not starvation: it fails the test. If C ever stops
 /// starving the guest, this test fails and the README's comparison must change.
@@ -511,12 +511,11 @@ fn c_driver_is_starved_by_a_hostile_host() -> Result<()> {
         "starved ({evidence}), but C's balloon never took most of the guest: \
          {ballooned} MiB ballooned of {avail0} MiB available (actual {least_actual} of {size})"
     );
-    ensure!(
-        console.contains("Out of puff!"),
-        "starved ({evidence}), but C never said it ran out of pages (\"Out of puff!\")"
-    );
+    // Reported, not required: the guest may die before C's allocation fails.
+    let puff = console.contains("Out of puff!");
     eprintln!(
-        "C driver starved: {ballooned} of {avail0} MiB available ballooned for a 1 MiB target; {evidence}"
+        "C driver starved: {ballooned} of {avail0} MiB available ballooned for a 1 MiB target \
+         (\"Out of puff!\" logged: {puff}); {evidence}"
     );
     Ok(())
 }
