@@ -32,7 +32,7 @@ const F_REPORTING: usize = 5;
 
 /// How far QEMU's RSS falls within 15 s after the guest touched and freed
 /// half its memory.
-fn rss_drop_after_free(g: &mut Guest) -> Result<u64> {
+fn rss_drop_after_free(g: &mut Guest, enough_mib: u64) -> Result<u64> {
     let half = g.config.mem_mib / 2;
     let out = g.run_timeout(
         &format!("balloon-guest workload --mib {half} --content random --hold 1"),
@@ -40,28 +40,43 @@ fn rss_drop_after_free(g: &mut Guest) -> Result<u64> {
     )?;
     ensure!(out.code == 0, "workload failed: {}", out.text);
     let peak = g.rss_kib()?;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + REPORT_WINDOW;
     let mut low = peak;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && peak.saturating_sub(low) / 1024 < enough_mib {
         std::thread::sleep(Duration::from_millis(500));
         low = low.min(g.rss_kib()?);
     }
     Ok(peak.saturating_sub(low) / 1024)
 }
 
+/// How long freed memory may take to leave QEMU's RSS: about 10 s with a
+/// normal guest; the debug kernel (KASAN, DEBUG_PAGEALLOC) under TCG on a
+/// slower machine of this kind gave back only 45-63 MiB in 15 s.
+const REPORT_WINDOW: Duration = Duration::from_secs(60);
+
 /// With `free-page-reporting=on`, QEMU's RSS falls by at least a quarter of
-/// guest memory within 15 s after the guest frees half of it.
+/// guest memory within 60 s after the guest frees half of it (the control
+/// below shows that without reporting it does not, in the same time).
 fn free_page_reporting_gives_freed_memory_back_to_the_host(driver: Driver) -> Result<()> {
     let mut cfg = config("report", driver)?;
     cfg.balloon_props.push("free-page-reporting=on".into());
     let mut g = Guest::boot(cfg)?;
     g.load(driver)?;
     ensure!(feature(&mut g, F_REPORTING)?, "REPORTING not negotiated");
-    let dropped = rss_drop_after_free(&mut g)?;
     let quarter = g.config.mem_mib / 4;
+    let dropped = rss_drop_after_free(&mut g, quarter)?;
+    // What the guest says it reported tells a slow host from a silent guest.
+    let reported = if driver == Driver::BalloonRs {
+        format!(
+            "; balloon_rs reported {} MiB",
+            g.balloon_rs_status()?.get("reported_mib")?
+        )
+    } else {
+        String::new()
+    };
     ensure!(
         dropped >= quarter,
-        "QEMU RSS fell by {dropped} MiB (need >= {quarter} MiB)"
+        "QEMU RSS fell by {dropped} MiB (need >= {quarter} MiB){reported}"
     );
     if driver == Driver::BalloonRs {
         let d = g.balloon_rs_status()?;
@@ -80,8 +95,8 @@ fn without_reporting_freed_memory_stays_resident() -> Result<()> {
         !feature(&mut g, F_REPORTING)?,
         "REPORTING negotiated without the device offering it"
     );
-    let dropped = rss_drop_after_free(&mut g)?;
     let quarter = g.config.mem_mib / 4;
+    let dropped = rss_drop_after_free(&mut g, quarter)?;
     ensure!(
         dropped < quarter,
         "QEMU RSS fell by {dropped} MiB without reporting"
