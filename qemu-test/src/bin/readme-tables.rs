@@ -44,7 +44,7 @@ fn run(args: &[PathBuf]) -> Result<(), String> {
             (host_log, single_table)
         };
         let body = format!(
-            "Outcomes from `make test` on {} ({}); each row's text is the test's doc comment.\n\n{}",
+            "Outcomes from the run logged in `{1}` on {0}; each row's text is the test's doc comment.\n\n{2}",
             log_date(log)?,
             log.display(),
             render(&tests, &outcomes(&read(log)?))
