@@ -814,7 +814,11 @@ impl Balloon {
         // A broken or deleted device will never hear of them: release them
         // anyway, as C does (its tell_host() cannot fail), or they would be
         // stuck in the balloon for good.
-        let gone = told.is_err() && inner.queues.as_ref().is_none_or(|q| q.deflate.is_broken());
+        let gone = told.is_err()
+            && inner
+                .queues
+                .as_ref()
+                .map_or(true, |q| q.deflate.is_broken());
         let adjust = !self.features.deflate_on_oom;
         for page in inner.leaving[..count].iter_mut().filter_map(Option::take) {
             if told.is_ok() || gone {
