@@ -428,21 +428,15 @@ impl Balloon {
     }
 }
 
-/// Logs, at most every [`FLOOR_LOG_INTERVAL_MS`], that deflated pages were
-/// released although the broken device could not be told.
-fn pr_err_ratelimited(shared: &Shared, e: Error, count: usize) {
+/// Whether a message last logged at `last` (ms) may be logged again, at most
+/// one every [`FLOOR_LOG_INTERVAL_MS`]; if so, `last` becomes now.
+fn log_due(last: &AtomicU64) -> bool {
     let now = mm::now_ms();
-    if policy::rate_limit_ok(
-        now,
-        shared.last_broken_log_ms.load(Relaxed),
-        FLOOR_LOG_INTERVAL_MS,
-    ) {
-        shared.last_broken_log_ms.store(now, Relaxed);
-        pr_err!(
-            "the device is broken ({:?}): releasing {} balloon pages without telling it\n",
-            e,
-            count
-        );
+    if policy::rate_limit_ok(now, last.load(Relaxed), FLOOR_LOG_INTERVAL_MS) {
+        last.store(now, Relaxed);
+        true
+    } else {
+        false
     }
 }
 
@@ -630,13 +624,7 @@ impl Balloon {
     /// Logs (rate-limited) and counts a stop at the floor.
     fn note_floor(&self, held: u64, snap: &mm::MemSnapshot, floor: u64) {
         self.shared.floor_holds.fetch_add(1, Relaxed);
-        let now = mm::now_ms();
-        if policy::rate_limit_ok(
-            now,
-            self.shared.last_floor_log_ms.load(Relaxed),
-            FLOOR_LOG_INTERVAL_MS,
-        ) {
-            self.shared.last_floor_log_ms.store(now, Relaxed);
+        if log_due(&self.shared.last_floor_log_ms) {
             pr_info!(
                 "holding at the floor: balloon {} MiB of a {} MiB target, {} MiB available, floor {} MiB\n",
                 policy::balloon_pages_to_mib(held),
@@ -765,10 +753,11 @@ impl Balloon {
                 step = Step::NoMemory;
                 break;
             }
-            step = if short { Step::NoMemory } else { Step::Moved };
             if short {
+                step = Step::NoMemory;
                 break;
             }
+            step = Step::Moved;
         }
         step
     }
@@ -833,7 +822,13 @@ impl Balloon {
                 pr_err!("deflate request failed ({:?})\n", e);
                 return 0;
             }
-            pr_err_ratelimited(&self.shared, e, count);
+            if log_due(&self.shared.last_broken_log_ms) {
+                pr_err!(
+                    "the device is broken ({:?}): releasing {} balloon pages without telling it\n",
+                    e,
+                    count
+                );
+            }
         }
         inner.held -= n as u64;
         self.shared.batches_deflated.fetch_add(1, Relaxed);

@@ -10,13 +10,18 @@ pub const BAD_MARKERS: [&str; 6] = [
     "kernel BUG",
 ];
 
-/// Lines of `log` that contain a bad marker, each with its line number.
-pub fn kernel_problems(log: &str) -> Vec<(usize, &str)> {
+/// The lines of `log` that contain one of `markers`, each with its (1-based)
+/// line number.
+fn marked<'a>(log: &'a str, markers: &'a [&str]) -> impl Iterator<Item = (usize, &'a str)> {
     log.lines()
         .enumerate()
-        .filter(|(_, line)| BAD_MARKERS.iter().any(|m| line.contains(m)))
+        .filter(|(_, line)| markers.iter().any(|m| line.contains(m)))
         .map(|(i, line)| (i + 1, line))
-        .collect()
+}
+
+/// Lines of `log` that contain a bad marker, each with its line number.
+pub fn kernel_problems(log: &str) -> Vec<(usize, &str)> {
+    marked(log, &BAD_MARKERS).collect()
 }
 
 /// Markers of a device the guest cannot use: ACPI failing to evaluate a
@@ -33,10 +38,7 @@ pub const DEVICE_MARKERS: [&str; 4] = [
 
 /// The first line of `log` that shows a device the guest cannot use.
 pub fn device_problem(log: &str) -> Option<(usize, &str)> {
-    log.lines()
-        .enumerate()
-        .find(|(_, line)| DEVICE_MARKERS.iter().any(|m| line.contains(m)))
-        .map(|(i, line)| (i + 1, line))
+    marked(log, &DEVICE_MARKERS).next()
 }
 
 /// The last `n` lines of `log`.
