@@ -19,7 +19,9 @@ KENV = RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC) CLIPPY_DRIVER=$(CLIPPY_DRIVER) BINDGEN=
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC) \
 	RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN) CLIPPY_DRIVER=$(CLIPPY_DRIVER)
 
-MODULE_SRCS = $(wildcard $(CURDIR)/*.rs)
+# The crate root and the balloon logic at the top, the kernel abstractions in
+# abstractions/ (one crate: rustc follows the `mod` declarations).
+MODULE_SRCS = $(wildcard $(CURDIR)/*.rs $(CURDIR)/abstractions/*.rs)
 GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN = target/$(GUEST_TARGET)/release/balloon-guest
 
@@ -98,8 +100,9 @@ DEBUG_MOD_DIR = $(CURDIR)/build/module-debug
 DEBUG_APPEND = rcupdate.rcu_cpu_stall_timeout=300 acpi=noirq
 
 module-debug: kernel-debug
-	@mkdir -p $(DEBUG_MOD_DIR)
-	@cp $(MODULE_SRCS) Kbuild $(DEBUG_MOD_DIR)/
+	@mkdir -p $(DEBUG_MOD_DIR)/abstractions
+	@cp $(wildcard $(CURDIR)/*.rs) Kbuild $(DEBUG_MOD_DIR)/
+	@cp $(wildcard $(CURDIR)/abstractions/*.rs) $(DEBUG_MOD_DIR)/abstractions/
 	$(MAKE) -C $(CURDIR)/build/kernel-debug M=$(DEBUG_MOD_DIR) LLVM=1 RUSTC=$(RUSTC) RUSTDOC=$(RUSTDOC) \
 		RUST_LIB_SRC=$(RUST_LIB_SRC) BINDGEN=$(BINDGEN) CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 

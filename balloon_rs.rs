@@ -10,11 +10,11 @@
 //!
 //! Beyond C: a floor of available memory it never inflates below (a host
 //! asking for everything cannot starve the guest), back-off on allocation
-//! failure, and a debugfs view (`/sys/kernel/debug/balloon_rs/status`).
+//! failure, and a debugfs view (`/sys/kernel/debug/balloon_rs/virtio<N>/status`).
 //!
-//! Everything `unsafe` lives in the small wrapper modules ([`virtio`],
-//! [`page_pool`], [`lock`], [`work`], [`oom`], [`debugfs`], [`param`],
-//! [`mm`], [`wait`]); the balloon logic here is safe Rust, and its
+//! Everything `unsafe` lives in [`abstractions`], one file per kernel API
+//! that the 6.12 kernel crate lacks; the balloon logic (this file,
+//! [`page_pool`], [`request`], [`stats`], [`hint`]) is safe Rust, and its
 //! arithmetic is in [`policy`], which is unit-tested on the host.
 //!
 //! Lock order: `Balloon::incoming` (the size work's, never contended) before
@@ -29,30 +29,57 @@ use core::{
     mem::offset_of,
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
 };
-use kernel::{bindings, c_str, init::InPlaceWrite, prelude::*, sync::Arc, workqueue};
+use kernel::{
+    bindings, c_str, fmt, init::InPlaceWrite, prelude::*, str::CString, sync::Arc, workqueue,
+};
 
-mod debugfs;
+/// The kernel abstractions the driver needs and the 6.12 kernel crate
+/// lacks, one file per C API, shaped like `rust/kernel/`: every `unsafe`
+/// of the module is in them, and they know nothing of the balloon.
+mod abstractions {
+    pub(crate) mod balloon_compaction;
+    pub(crate) mod debugfs;
+    pub(crate) mod fault_inject;
+    pub(crate) mod lock;
+    pub(crate) mod mm;
+    pub(crate) mod oom;
+    pub(crate) mod page;
+    pub(crate) mod param;
+    pub(crate) mod reporting;
+    pub(crate) mod shrinker;
+    pub(crate) mod virtio;
+    pub(crate) mod wait;
+    pub(crate) mod work;
+}
+
+// The balloon logic: safe Rust.
 mod hint;
-mod lock;
-mod mm;
-mod oom;
 mod page_pool;
-mod param;
 mod policy;
-mod reporting;
-mod shrinker;
+mod request;
 mod stats;
-mod virtio;
-mod wait;
-mod work;
 
-use lock::{Guard, IrqSpinLock, Mutex};
+use abstractions::{
+    balloon_compaction, debugfs, fault_inject, lock, mm, oom, page, param, reporting, shrinker,
+    virtio, wait, work,
+};
+use balloon_compaction::Migration;
+use fault_inject::FaultAttr;
+use kernel::sync::{
+    lock::{mutex::MutexBackend, Guard as LockGuard},
+    Mutex,
+};
+use lock::IrqSpinLock;
 use mm::PAGE_SHIFT;
-use page_pool::{BalloonPage, Migration, PagePool};
+use page_pool::{Batch, PagePool, EMPTY_BATCH};
 use policy::PFNS_PER_BATCH;
+use request::OutBufs;
 use stats::{StatsQueue, NR_STATS};
-use virtio::{Device, DeviceHandle, OutBufs, QueueInfo, Virtqueue};
+use virtio::{Device, DeviceHandle, QueueInfo, Virtqueue};
 use work::RawWork;
+
+/// A held [`Mutex`].
+type Guard<'a, T> = LockGuard<'a, T, MutexBackend>;
 
 module! {
     type: BalloonModule,
@@ -63,6 +90,40 @@ module! {
 }
 
 /// `floor_mib` module parameter: 0 derives the floor from the guest's size.
+/// The module's debugfs directory, `/sys/kernel/debug/balloon_rs/`: one
+/// directory per device (`virtio<N>/status`) and the fault-injection points.
+static DEBUGFS: debugfs::Root = debugfs::Root::new();
+
+/// Fault injection aimed at the driver (kernels with
+/// `CONFIG_FAULT_INJECTION_DEBUG_FS`), controlled in `balloon_rs/fail_*/`
+/// as any C fault attribute: a request to the host (inflate, deflate,
+/// stats, hint, report) is not queued (`EIO`)...
+static FAIL_REQUEST: FaultAttr = FaultAttr::new();
+/// ... an allocation of the driver's own fails (balloon pages, hint
+/// blocks) ...
+static FAIL_ALLOC: FaultAttr = FaultAttr::new();
+/// ... or a step of probe fails (`ENOMEM`), each step one call.
+static FAIL_PROBE: FaultAttr = FaultAttr::new();
+
+/// `Err(EIO)` when a request to the host is to fail (fault injection).
+fn host_request() -> Result {
+    if FAIL_REQUEST.should_fail() {
+        Err(EIO)
+    } else {
+        Ok(())
+    }
+}
+
+/// `Err(ENOMEM)` when probe is to fail at this step (fault injection).
+fn probe_step(step: &str) -> Result {
+    if FAIL_PROBE.should_fail() {
+        pr_info!("fault injection: probe fails at {}\n", step);
+        Err(ENOMEM)
+    } else {
+        Ok(())
+    }
+}
+
 static FLOOR_MIB: param::ULongParam = param::ULongParam::new(0);
 module_param_ulong!(
     floor_mib,
@@ -231,14 +292,14 @@ struct Inner {
     out: OutBufs<PFNS_PER_BATCH>,
     /// Pages dequeued for deflation, released after the host is told
     /// (a fixed array: no per-page allocation).
-    leaving: [Option<BalloonPage>; PFNS_PER_BATCH],
+    leaving: Batch,
     /// Allocation failures in a row (for the back-off).
     failures: u32,
 }
 
 /// Pages allocated for one inflate request (a fixed array: no per-page
 /// allocation of the driver's own).
-type Incoming = [Option<BalloonPage>; PFNS_PER_BATCH];
+type Incoming = Batch;
 
 /// The stats queue and its scratch space.
 struct StatsState {
@@ -363,7 +424,7 @@ fn find_queues(d: &Device, f: Features) -> Result<AllQueues> {
     let stats = if too_small {
         Err(ENOSPC)
     } else {
-        stats.map(StatsQueue::new).transpose()
+        probe_step("stats buffer").and_then(|()| stats.map(StatsQueue::new).transpose())
     };
     match stats {
         Ok(stats) => Ok(AllQueues {
@@ -402,29 +463,27 @@ impl Balloon {
     /// An event arrived (any context, interrupt handlers included): stay
     /// awake until it is handled.
     fn start_wakeup_event(&self, event: u32) {
-        self.wakeup.with(|w| {
-            w.pending |= event;
-            if !w.awake {
-                w.awake = true;
-                self.dev().stay_awake();
-            }
-        });
+        let mut w = self.wakeup.lock();
+        w.pending |= event;
+        if !w.awake {
+            w.awake = true;
+            self.dev().stay_awake();
+        }
     }
 
     /// The work for `event` has begun: a new one arriving from now on
     /// keeps the system awake again.
     fn process_wakeup_event(&self, event: u32) {
-        self.wakeup.with(|w| w.pending &= !event);
+        self.wakeup.lock().pending &= !event;
     }
 
     /// The work is done: relax unless another event is pending.
     fn finish_wakeup_event(&self) {
-        self.wakeup.with(|w| {
-            if w.pending == 0 && w.awake {
-                w.awake = false;
-                self.dev().relax();
-            }
-        });
+        let mut w = self.wakeup.lock();
+        if w.pending == 0 && w.awake {
+            w.awake = false;
+            self.dev().relax();
+        }
     }
 }
 
@@ -501,7 +560,7 @@ impl_worker!(Balloon, size_work, 0);
 impl_worker!(Balloon, stats_work, 1);
 impl_worker!(Balloon, hint_work, 2);
 impl_oom_handler!(Balloon, oom);
-impl_migrate!(Balloon, pool);
+impl_migrate!(Balloon, pool.info);
 impl_reporter!(Balloon, reporting);
 
 /// What one run of the size work achieved.
@@ -567,6 +626,7 @@ impl Balloon {
         } else {
             &mut q.inflate
         };
+        host_request()?;
         // False: the host is processing the queue and asked not to be told.
         if out.submit(vq, n)? {
             vq.notify();
@@ -639,14 +699,7 @@ impl Balloon {
     /// lock (as C's `fill_balloon()`: the OOM notifier and compaction never
     /// wait behind the page allocator); returns how many.
     fn alloc_batch(&self, incoming: &mut Incoming, allowed: u64) -> usize {
-        let mut count = 0usize;
-        while (count as u64) < allowed && count < incoming.len() {
-            let Some(page) = BalloonPage::alloc() else {
-                break;
-            };
-            incoming[count] = Some(page);
-            count += 1;
-        }
+        let count = PagePool::alloc_batch(incoming, allowed, &FAIL_ALLOC);
         if (count as u64) < allowed {
             self.shared.alloc_failures.fetch_add(1, Relaxed);
         }
@@ -666,12 +719,11 @@ impl Balloon {
         } else {
             0
         };
-        let pages = &mut incoming[..count];
         let queued = match inner.out.next_mut() {
             // Nothing is in flight while the lock is free: cannot happen.
             None => Err(EBUSY),
             Some(pfns) => {
-                for (slot, page) in pages.iter().enumerate() {
+                for (slot, page) in incoming.iter().enumerate() {
                     if let Some(page) = page {
                         self.set_pfns(pfns, slot, page.pfn());
                     }
@@ -685,17 +737,13 @@ impl Balloon {
                 e,
                 count
             );
-            for page in pages.iter_mut().filter_map(Option::take) {
-                // Not enqueued, so not subtracted from the managed pages.
-                page.release(false);
-            }
+            // Not enqueued, so not subtracted from the managed pages.
+            PagePool::release_batch(incoming, false);
             return false;
         }
         // On the list (and movable) from here; migration cannot touch them
         // before the host's ack because it needs the balloon lock.
-        for page in pages.iter_mut().filter_map(Option::take) {
-            self.pool.enqueue(page, adjust);
-        }
+        self.pool.enqueue_batch(incoming, adjust);
         self.settle_inflate(&mut inner, (count * PER_PAGE as usize) as u64);
         true
     }
@@ -785,14 +833,11 @@ impl Balloon {
         let Some(pfns) = out.next_mut() else {
             return 0;
         };
-        let mut count = 0usize;
-        while (count as u64) < pages {
-            let Some(page) = self.pool.dequeue() else {
-                break;
-            };
-            self.set_pfns(pfns, count, page.pfn());
-            leaving[count] = Some(page);
-            count += 1;
+        let count = self.pool.dequeue_batch(leaving, pages);
+        for (slot, page) in leaving.iter().enumerate() {
+            if let Some(page) = page {
+                self.set_pfns(pfns, slot, page.pfn());
+            }
         }
         if count == 0 {
             return 0;
@@ -808,14 +853,11 @@ impl Balloon {
                 .queues
                 .as_ref()
                 .map_or(true, |q| q.deflate.is_broken());
-        let adjust = !self.features.deflate_on_oom;
-        for page in inner.leaving[..count].iter_mut().filter_map(Option::take) {
-            if told.is_ok() || gone {
-                page.release(adjust);
-            } else {
-                // Keep pages the host was not told about in the balloon.
-                self.pool.enqueue(page, false);
-            }
+        if told.is_ok() || gone {
+            PagePool::release_batch(&mut inner.leaving, !self.features.deflate_on_oom);
+        } else {
+            // Keep pages the host was not told about in the balloon.
+            self.pool.requeue_batch(&mut inner.leaving);
         }
         if let Err(e) = told {
             if !gone {
@@ -914,7 +956,7 @@ impl Balloon {
         }
         self.shared.stats_valid.store(true, Relaxed);
         self.shared.stats_requests.fetch_add(1, Relaxed);
-        if let Err(e) = q.post(self.dev(), &values) {
+        if let Err(e) = host_request().and_then(|()| q.post(self.dev(), &values)) {
             pr_err!("cannot re-post the stats buffer ({:?})\n", e);
         }
     }
@@ -1059,10 +1101,13 @@ impl Balloon {
                 mm::msleep(1);
                 continue;
             }
-            let Some(block) = hint::HintBlock::alloc() else {
+            let Some(block) = (!FAIL_ALLOC.should_fail())
+                .then(hint::HintBlock::alloc)
+                .flatten()
+            else {
                 break; // no free block left: all of free memory is hinted
             };
-            if let Err(e) = vq.add_hint(&block) {
+            if let Err(e) = host_request().and_then(|()| vq.add_free_page_hint(block.pages())) {
                 pr_err!("cannot send a free page hint ({:?})\n", e);
                 break;
             }
@@ -1111,6 +1156,7 @@ impl reporting::Reporter for Balloon {
             // Frozen or being removed: the pages simply stay unreported.
             return Err(ENODEV);
         };
+        host_request()?;
         vq.report_and_wait(list, &self.acked)?;
         self.shared.reports.fetch_add(1, Relaxed);
         self.shared.reported_bytes.fetch_add(bytes, Relaxed);
@@ -1155,7 +1201,7 @@ impl oom::OomHandler for Balloon {
     }
 }
 
-impl page_pool::Migrate for Balloon {
+impl balloon_compaction::Migrate for Balloon {
     fn migrate(&self, m: Migration<'_>) -> Result {
         // Never wait for the balloon lock here: its holder may be the
         // allocation that triggered this compaction.
@@ -1248,6 +1294,7 @@ impl virtio::Driver for BalloonDriver {
             d.read_config_le32(offset_of!(bindings::virtio_balloon_config, num_pages)),
             PAGE_SHIFT,
         );
+        probe_step("state")?;
         let shared = Arc::new(Shared::default(), GFP_KERNEL)?;
         let mut bits = 0u64;
         // Only bits of our feature table may be tested (virtio BUGs otherwise).
@@ -1258,15 +1305,18 @@ impl virtio::Driver for BalloonDriver {
         }
         shared.features.store(bits, Relaxed);
         shared.target.store(target, Relaxed);
-        let debugfs =
-            debugfs::DebugFile::new(c_str!("balloon_rs"), c_str!("status"), shared.clone())
-                .inspect_err(|_| pr_warn!("no debugfs view (debugfs unavailable)\n"))
-                .ok();
+        probe_step("debugfs name")?;
+        let name = CString::try_from_fmt(fmt!("virtio{}", d.index()))?;
+        let debugfs = debugfs::DebugFile::new(&DEBUGFS, &name, c_str!("status"), shared.clone())
+            .inspect_err(|_| pr_warn!("no debugfs view (debugfs unavailable)\n"))
+            .ok();
+        probe_step("event buffer")?;
         let events = KBox::new([0; mm::NR_VM_EVENTS], GFP_KERNEL)?;
         let hinting = if features.hint {
             // Room to hint all of memory, reserved now: no allocation while
             // hinting.
             let capacity = (mm::mem_snapshot().total / hint::BLOCK_PAGES) as usize + 1;
+            probe_step("hint stack")?;
             let stack = hint::HintStack::new(capacity)?;
             let blocks = Mutex::new(
                 stack,
@@ -1274,6 +1324,7 @@ impl virtio::Driver for BalloonDriver {
                 kernel::static_lock_class!(),
             );
             let pool_shared = shared.clone();
+            probe_step("hint pool")?;
             let pool = Arc::pin_init(
                 pin_init!(HintPool {
                     blocks <- blocks,
@@ -1282,6 +1333,7 @@ impl virtio::Driver for BalloonDriver {
                 GFP_KERNEL,
             )?;
             let stop = bindings::VIRTIO_BALLOON_CMD_ID_STOP;
+            probe_step("hint shrinker and workqueue")?;
             Some(Hinting {
                 _shrinker: shrinker::Shrinker::register(c_str!("balloon_rs-hint"), pool.clone())?,
                 pool,
@@ -1293,9 +1345,13 @@ impl virtio::Driver for BalloonDriver {
         } else {
             None
         };
+        probe_step("hint command buffers")?;
         let cmd = hint::CmdIds::new()?;
+        probe_step("request buffers")?;
         let out = OutBufs::new()?;
+        probe_step("driver data")?;
         let uninit = KBox::<Balloon>::new_uninit(GFP_KERNEL)?;
+        probe_step("queues")?;
         // Everything that can fail is done: from here to the end of probe
         // nothing does, so the queues found now are either handed to the
         // driver data or (on a failure inside `find_queues`) deleted there,
@@ -1337,14 +1393,14 @@ impl virtio::Driver for BalloonDriver {
                 queues: Some(main),
                 held: 0,
                 out,
-                leaving: [const { None }; PFNS_PER_BATCH],
+                leaving: EMPTY_BATCH,
                 failures: 0,
             },
             c_str!("balloon_rs::inner"),
             kernel::static_lock_class!(),
         );
         let incoming = Mutex::new(
-            [const { None }; PFNS_PER_BATCH],
+            EMPTY_BATCH,
             c_str!("balloon_rs::incoming"),
             kernel::static_lock_class!(),
         );
@@ -1407,12 +1463,15 @@ impl virtio::Driver for BalloonDriver {
         // transport's wakeup events with a wakeup source of its own.
         b.dev().set_wakeup_capable();
         b.pool.enable_migration::<Balloon>();
+        probe_step("stats request")?;
         b.prime_stats()?;
         if b.features.deflate_on_oom {
+            probe_step("OOM notifier")?;
             b.oom.register()?;
         }
         b.dev().ready();
         if b.features.reporting {
+            probe_step("page reporting")?;
             b.reporting.register()?;
         }
         if b.target() != 0 {
@@ -1487,7 +1546,7 @@ impl virtio::Driver for BalloonDriver {
         b.stats_work.cancel_sync();
         b.hint_work.cancel_sync();
         // No work runs any more: nothing may keep the system awake.
-        b.wakeup.with(|w| w.pending = 0);
+        b.wakeup.lock().pending = 0;
         b.finish_wakeup_event();
         let held = b.inner.lock().held;
         b.deflate_all();
@@ -1507,14 +1566,32 @@ module_virtio_device_table!(
     <BalloonDriver as virtio::Driver>::DEVICE_ID
 );
 
+/// Fields drop in order: the devices go (and their debugfs directories)
+/// before the module's directory.
 struct BalloonModule {
     _driver: virtio::Registration<BalloonDriver>,
+    _debugfs: Option<debugfs::RootGuard>,
 }
 
 impl kernel::Module for BalloonModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let debugfs = DEBUGFS
+            .create(c_str!("balloon_rs"))
+            .inspect_err(|_| pr_warn!("no debugfs directory (debugfs unavailable)\n"))
+            .ok();
+        if debugfs.is_some() {
+            for (attr, name) in [
+                (&FAIL_REQUEST, c_str!("fail_request")),
+                (&FAIL_ALLOC, c_str!("fail_alloc")),
+                (&FAIL_PROBE, c_str!("fail_probe")),
+            ] {
+                // Without CONFIG_FAULT_INJECTION_DEBUG_FS there are none.
+                let _ = attr.register(name, &DEBUGFS);
+            }
+        }
         Ok(Self {
             _driver: virtio::Registration::new(module)?,
+            _debugfs: debugfs,
         })
     }
 }

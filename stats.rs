@@ -9,8 +9,7 @@
 //! and posts it again. At most one buffer is outstanding.
 
 use crate::mm::{self, NR_VM_EVENTS};
-use crate::virtio::{Device, Reset, Virtqueue};
-use core::mem::ManuallyDrop;
+use crate::virtio::{Device, DeviceBufs, Reset, Virtqueue};
 use kernel::{bindings as b, prelude::*};
 
 /// Number of statistics sent (`VIRTIO_BALLOON_S_NR`).
@@ -106,16 +105,9 @@ pub(crate) fn collect(events: &mut [kernel::ffi::c_ulong; NR_VM_EVENTS]) -> [Sta
 }
 
 /// The stats virtqueue with its one buffer.
-///
-/// # Invariants
-///
-/// While `posted`, the device may read `buf`; it is then neither written nor
-/// freed: dropping a `StatsQueue` with a posted buffer leaks the buffer, and
-/// [`StatsQueue::release`] frees it only once the device is reset.
 pub(crate) struct StatsQueue {
     vq: Virtqueue,
-    buf: ManuallyDrop<KBox<[b::virtio_balloon_stat; NR_STATS]>>,
-    posted: bool,
+    buf: DeviceBufs<[b::virtio_balloon_stat; NR_STATS], 1>,
 }
 
 impl StatsQueue {
@@ -123,64 +115,40 @@ impl StatsQueue {
     pub(crate) fn new(vq: Virtqueue) -> Result<Self> {
         Ok(Self {
             vq,
-            buf: ManuallyDrop::new(KBox::new(
-                [b::virtio_balloon_stat::default(); NR_STATS],
-                GFP_KERNEL,
-            )?),
-            posted: false,
+            buf: DeviceBufs::new([[b::virtio_balloon_stat::default(); NR_STATS]])?,
         })
     }
 
     /// Fills the buffer with `stats` and posts it. The first call primes the
     /// queue; later calls answer a request ([`StatsQueue::take_request`]).
     pub(crate) fn post(&mut self, dev: &Device, stats: &[Stat; NR_STATS]) -> Result {
-        if self.posted {
-            return Err(EBUSY);
-        }
-        for (slot, s) in self.buf.iter_mut().zip(stats.iter()) {
+        let buf = self.buf.get_mut(0).ok_or(EBUSY)?;
+        for (slot, s) in buf.iter_mut().zip(stats.iter()) {
             *slot = b::virtio_balloon_stat {
                 tag: dev.cpu_to_virtio16(s.tag),
                 val: dev.cpu_to_virtio64(s.val),
             };
         }
         let len = core::mem::size_of::<[b::virtio_balloon_stat; NR_STATS]>();
-        // SAFETY: `buf` is heap memory owned by `self`; by the type invariant
-        // it is neither written nor freed while posted.
-        unsafe { self.vq.add_outbuf(self.buf.as_ptr().cast(), len) }?;
-        // INVARIANT: The device may now read the buffer.
-        self.posted = true;
+        self.buf.add(&mut self.vq, 0, len)?;
+        self.vq.kick();
         Ok(())
     }
 
     /// Takes back the buffer if the device used it (its request for fresh
     /// statistics). False for a spurious interrupt.
     pub(crate) fn take_request(&mut self) -> bool {
-        if self.posted && self.vq.get_buf().is_some() {
-            self.posted = false;
-            return true;
+        if !self.buf.is_busy(0) {
+            return false;
         }
-        false
+        self.vq
+            .get_buf_token()
+            .is_some_and(|token| self.buf.give_back(token))
     }
 
     /// Frees the buffer and returns the queue, once the device is reset.
-    pub(crate) fn release(self, _reset: &Reset<'_>) -> Virtqueue {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: The device is reset, so it no longer reads the buffer;
-        // `this` is never used or dropped again, so the buffer is dropped
-        // once and `vq` moved out once.
-        unsafe {
-            ManuallyDrop::drop(&mut this.buf);
-            core::ptr::read(&this.vq)
-        }
-    }
-}
-
-impl Drop for StatsQueue {
-    fn drop(&mut self) {
-        if !self.posted {
-            // SAFETY: Not posted, so the device does not use the buffer, and
-            // it is dropped only here. A posted buffer is leaked instead.
-            unsafe { ManuallyDrop::drop(&mut self.buf) };
-        }
+    pub(crate) fn release(mut self, reset: &Reset<'_>) -> Virtqueue {
+        self.buf.device_reset(reset);
+        self.vq
     }
 }

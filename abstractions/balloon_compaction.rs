@@ -59,20 +59,20 @@ impl BalloonPage {
 /// list are owned by the list (each holds its balloon reference).
 #[pin_data(PinnedDrop)]
 #[repr(C)]
-pub(crate) struct PagePool {
+pub(crate) struct BalloonDevInfo {
     #[pin]
     info: Opaque<bindings::balloon_dev_info>,
 }
 
 // SAFETY: The list is protected by `pages_lock` inside the C struct, which
 // every C helper used here takes.
-unsafe impl Send for PagePool {}
+unsafe impl Send for BalloonDevInfo {}
 // SAFETY: As above.
-unsafe impl Sync for PagePool {}
+unsafe impl Sync for BalloonDevInfo {}
 
-impl PagePool {
+impl BalloonDevInfo {
     /// An empty pool; pages are not migratable until
-    /// [`PagePool::enable_migration`].
+    /// [`BalloonDevInfo::enable_migration`].
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             // SAFETY: `slot` is valid for writes.
@@ -140,7 +140,7 @@ impl PagePool {
             }
             // A page is locked or isolated by compaction: it is put back (or
             // replaced) within moments.
-            crate::mm::msleep(10);
+            super::mm::msleep(10);
         }
     }
 
@@ -157,7 +157,7 @@ impl PagePool {
 // freed memory for the next compaction to follow. The driver empties it
 // first; if it did not, the pages are released here.
 #[pinned_drop]
-impl PinnedDrop for PagePool {
+impl PinnedDrop for BalloonDevInfo {
     fn drop(self: Pin<&mut Self>) {
         if self.counts() != (false, 0) {
             pr_err!("balloon pool dropped with pages on it: releasing them\n");
@@ -167,19 +167,19 @@ impl PinnedDrop for PagePool {
     }
 }
 
-/// A type with a [`PagePool`] field whose pages can migrate.
+/// A type with a [`BalloonDevInfo`] field whose pages can migrate.
 ///
 /// # Safety
 ///
-/// `OFFSET` must be the offset of a `PagePool` field of `Self`; use
+/// `OFFSET` must be the offset of a `BalloonDevInfo` field of `Self`; use
 /// [`impl_migrate!`].
-pub(crate) unsafe trait HasPagePool: Sized {
-    /// Offset of the `PagePool` field.
+pub(crate) unsafe trait HasBalloonDevInfo: Sized {
+    /// Offset of the `BalloonDevInfo` field.
     const OFFSET: usize;
 }
 
 /// What to do when compaction moves a balloon page.
-pub(crate) trait Migrate: HasPagePool + Sync {
+pub(crate) trait Migrate: HasBalloonDevInfo + Sync {
     /// Replaces `m`'s old page by its new one.
     ///
     /// Either refuse before touching the pages (`Err(EAGAIN)`: the old page
@@ -191,19 +191,19 @@ pub(crate) trait Migrate: HasPagePool + Sync {
     fn migrate(&self, m: Migration<'_>) -> Result;
 }
 
-/// Implements [`HasPagePool`] for `$ty` whose field `$field` is a `PagePool`.
+/// Implements [`HasBalloonDevInfo`] for `$ty` whose field `$field` is a `BalloonDevInfo`.
 #[macro_export]
 macro_rules! impl_migrate {
-    ($ty:ty, $field:ident) => {
+    ($ty:ty, $($field:ident).+) => {
         // SAFETY: The offset is that of `$field`, whose type the function
         // below checks.
-        unsafe impl $crate::page_pool::HasPagePool for $ty {
+        unsafe impl $crate::abstractions::balloon_compaction::HasBalloonDevInfo for $ty {
             const OFFSET: usize = {
                 #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::page_pool::PagePool {
-                    &t.$field
+                fn check(t: &$ty) -> &$crate::abstractions::balloon_compaction::BalloonDevInfo {
+                    &t.$($field).+
                 }
-                core::mem::offset_of!($ty, $field)
+                core::mem::offset_of!($ty, $($field).+)
             };
         }
     };
@@ -216,7 +216,7 @@ macro_rules! impl_migrate {
 ///
 /// `pool`, `new` and `old` come from `migrate_fn`, called by compaction.
 pub(crate) struct Migration<'a> {
-    pool: &'a PagePool,
+    pool: &'a BalloonDevInfo,
     new: NonNull<bindings::page>,
     old: NonNull<bindings::page>,
 }
@@ -269,7 +269,7 @@ impl<'a> Migration<'a> {
 /// A completed migration whose old page is released on drop.
 pub(crate) struct Migrated<'a> {
     old: NonNull<bindings::page>,
-    _pool: core::marker::PhantomData<&'a PagePool>,
+    _pool: core::marker::PhantomData<&'a BalloonDevInfo>,
 }
 
 impl Drop for Migrated<'_> {
@@ -293,12 +293,12 @@ unsafe extern "C" fn migrate_fn<T: Migrate>(
     old: *mut bindings::page,
     _mode: bindings::migrate_mode,
 ) -> i32 {
-    // SAFETY: `info` is the `info` field of a `PagePool` (repr of a single
+    // SAFETY: `info` is the `info` field of a `BalloonDevInfo` (repr of a single
     // `Opaque`, at offset 0), which sits at `T::OFFSET` in a live `T`: the
     // pool's pages are all released before the `T` is dropped.
     let t = unsafe { &*info.cast::<u8>().sub(T::OFFSET).cast::<T>() };
     // SAFETY: As above: `info` is the pool's `balloon_dev_info`.
-    let pool = unsafe { &*info.cast::<PagePool>() };
+    let pool = unsafe { &*info.cast::<BalloonDevInfo>() };
     let (Some(new), Some(old)) = (NonNull::new(new), NonNull::new(old)) else {
         return EINVAL.to_errno();
     };

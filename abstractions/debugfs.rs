@@ -1,12 +1,117 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A debugfs directory with one read-only text file, rendered on each read
-//! from shared state (the 6.12 kernel crate has no debugfs abstraction).
+//! debugfs (the 6.12 kernel crate has no debugfs abstraction): a module's
+//! root directory kept in a `static` ([`Root`]), and directories in it that
+//! hold one read-only text file rendered on each read from shared state
+//! ([`DebugFile`]).
 //!
 //! C header: [`include/linux/debugfs.h`].
 
-use core::marker::PhantomData;
+use core::{
+    marker::PhantomData,
+    sync::atomic::{AtomicPtr, AtomicUsize, Ordering},
+};
 use kernel::{bindings, error::from_result, prelude::*, str::CStr, sync::Arc};
+
+/// Set in [`Root::users`] while the root does not exist or is going away.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// A module's debugfs directory, for a `static` (C's `static struct dentry
+/// *root`): created by [`Root::create`] at module init, removed when the
+/// returned [`RootGuard`] is dropped at module exit. Directories made in it
+/// ([`RootRef`] holders) hold it open; removal waits for them.
+///
+/// # Invariants
+///
+/// While `users` is below [`CLOSED`], `dentry` is a live directory and
+/// `users` counts the [`RootRef`]s.
+pub(crate) struct Root {
+    dentry: AtomicPtr<bindings::dentry>,
+    users: AtomicUsize,
+}
+
+impl Root {
+    /// A root that does not exist yet.
+    pub(crate) const fn new() -> Self {
+        Self {
+            dentry: AtomicPtr::new(core::ptr::null_mut()),
+            users: AtomicUsize::new(CLOSED),
+        }
+    }
+
+    /// Creates `/sys/kernel/debug/<name>`. `EBUSY` if it exists already,
+    /// `ENODEV` without debugfs.
+    pub(crate) fn create(&'static self, name: &CStr) -> Result<RootGuard> {
+        if !self.dentry.load(Ordering::Acquire).is_null() {
+            return Err(EBUSY);
+        }
+        // SAFETY: `name` is a valid C string; a null parent means the root.
+        let d = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), core::ptr::null_mut()) };
+        if is_err(d) {
+            return Err(ENODEV);
+        }
+        self.dentry.store(d, Ordering::Release);
+        // INVARIANT: `dentry` is live; no user yet.
+        self.users.store(0, Ordering::Release);
+        Ok(RootGuard(self))
+    }
+
+    /// Holds the root open, or `None` if it does not exist.
+    pub(crate) fn enter(&'static self) -> Option<RootRef> {
+        let mut n = self.users.load(Ordering::Acquire);
+        loop {
+            if n >= CLOSED {
+                return None;
+            }
+            match self
+                .users
+                .compare_exchange(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(RootRef(self)),
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+/// Removes its [`Root`] when dropped, after the last [`RootRef`] is gone.
+pub(crate) struct RootGuard(&'static Root);
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        let root = self.0;
+        root.users.fetch_or(CLOSED, Ordering::AcqRel);
+        while root.users.load(Ordering::Acquire) != CLOSED {
+            // SAFETY: Sleeping is allowed: module exit runs in process
+            // context.
+            unsafe { bindings::msleep(10) };
+        }
+        let d = root.dentry.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: Closed with no user: nothing else uses the directory,
+        // which `create` made.
+        unsafe { bindings::debugfs_remove(d) };
+    }
+}
+
+/// Holds a [`Root`] open.
+///
+/// # Invariants
+///
+/// Counted in the root's `users`, so its `dentry` stays live.
+pub(crate) struct RootRef(&'static Root);
+
+impl RootRef {
+    /// The root's directory, live while `self` is.
+    pub(crate) fn dentry(&self) -> *mut bindings::dentry {
+        self.0.dentry.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for RootRef {
+    fn drop(&mut self) {
+        self.0.users.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Text a [`Show`] writes into.
 pub(crate) struct Text(KVec<u8>);
@@ -25,17 +130,18 @@ pub(crate) trait Show: Send + Sync + 'static {
     fn show(&self, out: &mut Text) -> core::fmt::Result;
 }
 
-/// A debugfs directory holding one file that shows a `T`.
+/// A debugfs directory in a [`Root`] holding one file that shows a `T`.
 ///
 /// # Invariants
 ///
-/// `dir` is a debugfs directory created by `new`; its file's `i_private` is
-/// `data`, a pointer from `Arc::into_raw` that this struct owns. On drop the
-/// directory is removed (which waits for running reads) before the `Arc` is
-/// released.
+/// `dir` is a debugfs directory created by `new` in the root `_root` holds
+/// open; its file's `i_private` is `data`, a pointer from `Arc::into_raw`
+/// that this struct owns. On drop the directory is removed (which waits for
+/// running reads) before the `Arc` is released, and then the root.
 pub(crate) struct DebugFile<T: Show> {
     dir: *mut bindings::dentry,
     data: *const T,
+    _root: RootRef,
     _t: PhantomData<Arc<T>>,
 }
 
@@ -45,15 +151,17 @@ unsafe impl<T: Show> Send for DebugFile<T> {}
 // SAFETY: `&DebugFile` allows nothing.
 unsafe impl<T: Show> Sync for DebugFile<T> {}
 
-fn is_err(ptr: *mut bindings::dentry) -> bool {
+/// Whether a debugfs call returned an error (or nothing) instead of a dentry.
+pub(crate) fn is_err(ptr: *mut bindings::dentry) -> bool {
     ptr.is_null() || (ptr as usize) >= (-(bindings::MAX_ERRNO as isize)) as usize
 }
 
 impl<T: Show> DebugFile<T> {
-    /// Creates `/sys/kernel/debug/<dir>/<file>` (mode 0444) showing `data`.
-    pub(crate) fn new(dir: &CStr, file: &CStr, data: Arc<T>) -> Result<Self> {
-        // SAFETY: `dir` is a valid C string; a null parent means the root.
-        let d = unsafe { bindings::debugfs_create_dir(dir.as_char_ptr(), core::ptr::null_mut()) };
+    /// Creates `<root>/<dir>/<file>` (mode 0444) showing `data`.
+    pub(crate) fn new(root: &'static Root, dir: &CStr, file: &CStr, data: Arc<T>) -> Result<Self> {
+        let root = root.enter().ok_or(ENODEV)?;
+        // SAFETY: `dir` is a valid C string; `root` keeps the parent live.
+        let d = unsafe { bindings::debugfs_create_dir(dir.as_char_ptr(), root.dentry()) };
         if is_err(d) {
             return Err(ENODEV);
         }
@@ -82,6 +190,7 @@ impl<T: Show> DebugFile<T> {
         Ok(Self {
             dir: d,
             data: raw,
+            _root: root,
             _t: PhantomData,
         })
     }

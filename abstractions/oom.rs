@@ -35,10 +35,10 @@ macro_rules! impl_oom_handler {
     ($ty:ty, $field:ident) => {
         // SAFETY: The offset is that of `$field`, whose type the function
         // below checks.
-        unsafe impl $crate::oom::HasOomNotifier for $ty {
+        unsafe impl $crate::abstractions::oom::HasOomNotifier for $ty {
             const OFFSET: usize = {
                 #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::oom::OomNotifier<$ty> {
+                fn check(t: &$ty) -> &$crate::abstractions::oom::OomNotifier<$ty> {
                     &t.$field
                 }
                 core::mem::offset_of!($ty, $field)

@@ -57,8 +57,8 @@ macro_rules! module_param_ulong {
             }
             #[link_section = "__param"]
             #[used(compiler)]
-            static PARAM: $crate::param::KernelParam =
-                $crate::param::KernelParam(kernel::bindings::kernel_param {
+            static PARAM: $crate::abstractions::param::KernelParam =
+                $crate::abstractions::param::KernelParam(kernel::bindings::kernel_param {
                     name: concat!(stringify!($name), "\0").as_ptr().cast(),
                     // Only addresses are taken here, which needs no `unsafe`.
                     mod_: core::ptr::addr_of!(__this_module).cast_mut().cast(),
@@ -73,11 +73,21 @@ macro_rules! module_param_ulong {
             #[link_section = ".modinfo"]
             #[used(compiler)]
             static PARMTYPE: [u8; concat!("parmtype=", stringify!($name), ":ulong\0").len()] =
-                $crate::param::bytes(concat!("parmtype=", stringify!($name), ":ulong\0"));
+                $crate::abstractions::param::bytes(concat!(
+                    "parmtype=",
+                    stringify!($name),
+                    ":ulong\0"
+                ));
             #[link_section = ".modinfo"]
             #[used(compiler)]
             static PARM: [u8; concat!("parm=", stringify!($name), ":", $desc, "\0").len()] =
-                $crate::param::bytes(concat!("parm=", stringify!($name), ":", $desc, "\0"));
+                $crate::abstractions::param::bytes(concat!(
+                    "parm=",
+                    stringify!($name),
+                    ":",
+                    $desc,
+                    "\0"
+                ));
         };
     };
 }

@@ -36,10 +36,10 @@ macro_rules! impl_reporter {
     ($ty:ty, $field:ident) => {
         // SAFETY: The offset is that of `$field`, whose type the function
         // below checks.
-        unsafe impl $crate::reporting::HasPageReporting for $ty {
+        unsafe impl $crate::abstractions::reporting::HasPageReporting for $ty {
             const OFFSET: usize = {
                 #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::reporting::PageReporting<$ty> {
+                fn check(t: &$ty) -> &$crate::abstractions::reporting::PageReporting<$ty> {
                     &t.$field
                 }
                 core::mem::offset_of!($ty, $field)

@@ -9,6 +9,7 @@
 //! The driver above this module never touches a raw pointer: it implements
 //! [`Driver`], and the trampolines here recover its data from `vdev->priv`.
 
+use super::{page::Pages, reporting::ReportList, wait::WaitQueue};
 use core::{marker::PhantomData, ptr::NonNull};
 use kernel::{
     bindings,
@@ -269,18 +270,20 @@ pub(crate) struct Virtqueue {
 unsafe impl Send for Virtqueue {}
 
 impl Virtqueue {
-    /// Adds `buf` as a device-readable buffer and notifies the device.
-    ///
-    /// # Safety
-    ///
-    /// `buf` must stay valid and unchanged until the device returns it
-    /// through [`Virtqueue::get_buf`] or the device is reset.
-    pub(crate) unsafe fn add_outbuf(&mut self, buf: *const u8, len: usize) -> Result {
-        // SAFETY: The caller keeps `buf` valid and unchanged as required.
-        unsafe { self.add_outbuf_quiet(buf, len) }?;
-        // SAFETY: By the type invariant the queue is valid.
+    /// Notifies the device if it asked to be (`virtqueue_kick`), after
+    /// buffers were added.
+    pub(crate) fn kick(&mut self) {
+        // SAFETY: By the type invariant the queue is valid; `&mut self`
+        // serialises this with the other queue operations.
         unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
-        Ok(())
+    }
+
+    /// The first half of `virtqueue_kick`: whether the device wants a
+    /// notification ([`Virtqueue::notify`]) for the buffers added.
+    pub(crate) fn kick_prepare(&mut self) -> bool {
+        // SAFETY: By the type invariant the queue is valid; `&mut self`
+        // serialises this with the other queue operations.
+        unsafe { bindings::virtqueue_kick_prepare(self.ptr.as_ptr()) }
     }
 
     /// Adds `buf` as a device-readable buffer (its address is the token)
@@ -288,7 +291,8 @@ impl Virtqueue {
     ///
     /// # Safety
     ///
-    /// As [`Virtqueue::add_outbuf`].
+    /// `buf` must stay valid for `len` bytes and unchanged until the device
+    /// returns it through [`Virtqueue::get_buf_token`] or is reset.
     unsafe fn add_outbuf_quiet(&mut self, buf: *const u8, len: usize) -> Result {
         let mut sg = core::mem::MaybeUninit::<bindings::scatterlist>::uninit();
         // SAFETY: `sg` is writable; `sg_init_one` initialises it to describe
@@ -347,106 +351,120 @@ impl Virtqueue {
     }
 }
 
-/// Two device-readable buffers of `N` words for one request queue: the
-/// device reads one while the driver fills the other.
+/// `K` buffers of `T` in one allocation, which the driver fills and the
+/// device reads (device-readable buffers whose address is their token).
+/// Each is either the driver's, reachable through [`DeviceBufs::get_mut`],
+/// or on a queue, where no reference to it exists.
 ///
 /// # Invariants
 ///
-/// `bufs` is a heap allocation that does not move. While `busy[i]`, buffer
-/// `i` is on a queue with its address as token: it is neither written nor
-/// freed until [`OutBufs::reap`] took it back or the device was reset
-/// ([`OutBufs::device_reset`]).
-pub(crate) struct OutBufs<const N: usize> {
-    bufs: core::mem::ManuallyDrop<KBox<[[u32; N]; 2]>>,
-    busy: [bool; 2],
-    next: usize,
+/// `ptr` comes from `KBox::into_raw` of a `[T; K]`. While `busy[i]`, buffer
+/// `i` is on a queue: the device may read it, so it is neither referenced,
+/// written nor freed until [`DeviceBufs::give_back`] or
+/// [`DeviceBufs::device_reset`] clears `busy[i]` (drop leaks the allocation
+/// while any is busy).
+pub(crate) struct DeviceBufs<T, const K: usize> {
+    ptr: NonNull<[T; K]>,
+    busy: [bool; K],
 }
 
-impl<const N: usize> OutBufs<N> {
-    /// Allocates the two buffers.
-    pub(crate) fn new() -> Result<Self> {
+// SAFETY: The buffers are owned like a `KBox<[T; K]>`; the device only reads
+// them.
+unsafe impl<T: Send, const K: usize> Send for DeviceBufs<T, K> {}
+
+impl<T, const K: usize> DeviceBufs<T, K> {
+    /// Allocates the buffers with their first contents; none is busy.
+    pub(crate) fn new(init: [T; K]) -> Result<Self> {
+        let raw = KBox::into_raw(KBox::new(init, GFP_KERNEL)?);
+        // INVARIANT: From `KBox::into_raw`; nothing is busy.
         Ok(Self {
-            bufs: core::mem::ManuallyDrop::new(KBox::new([[0; N]; 2], GFP_KERNEL)?),
-            busy: [false; 2],
-            next: 0,
+            ptr: NonNull::new(raw).ok_or(ENOMEM)?,
+            busy: [false; K],
         })
     }
 
-    /// The buffer to fill next; `None` while the device still has it.
-    pub(crate) fn next_mut(&mut self) -> Option<&mut [u32; N]> {
-        if self.busy[self.next] {
+    /// Buffer `i`'s address (`i < K`), without making a reference.
+    fn slot(&self, i: usize) -> *mut T {
+        self.ptr.as_ptr().cast::<T>().wrapping_add(i)
+    }
+
+    /// Buffer `i` to fill; `None` while the device has it.
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= K || self.busy[i] {
             return None;
         }
-        Some(&mut self.bufs[self.next])
+        // SAFETY: `i < K`, inside the live allocation; not busy, so the
+        // device does not read it (type invariant), and `&mut self` makes
+        // this the only reference.
+        Some(unsafe { &mut *self.slot(i) })
     }
 
-    /// Adds the first `len` words of the next buffer to `vq` without
-    /// notifying the device; returns whether the device wants a
-    /// notification ([`Virtqueue::notify`]).
-    pub(crate) fn submit(&mut self, vq: &mut Virtqueue, len: usize) -> Result<bool> {
-        let i = self.next;
-        if self.busy[i] || len > N {
-            return Err(EINVAL);
-        }
-        let buf = self.bufs[i].as_ptr();
-        // SAFETY: Buffer `i` is not busy (checked above); from here it is
-        // marked busy, so it is neither written nor freed until the device
-        // gave it back or was reset (type invariant).
-        unsafe { vq.add_outbuf_quiet(buf.cast(), len * 4) }?;
-        // INVARIANT: Buffer `i` is on the queue from here until reaped.
-        self.busy[i] = true;
-        self.next = 1 - i;
-        // SAFETY: By the `Virtqueue` invariant the queue is valid; the caller
-        // serialises this with the other `&mut` operations on it.
-        Ok(unsafe { bindings::virtqueue_kick_prepare(vq.ptr.as_ptr()) })
+    /// Whether the device has buffer `i` (true for an `i` out of range).
+    pub(crate) fn is_busy(&self, i: usize) -> bool {
+        self.busy.get(i).copied().unwrap_or(true)
     }
 
-    /// Takes back one buffer the device used on `vq`; true if one came.
-    pub(crate) fn reap(&mut self, vq: &mut Virtqueue) -> bool {
-        let Some(token) = vq.get_buf_token() else {
-            return false;
-        };
-        for i in 0..2 {
-            if core::ptr::eq(token.cast_const().cast(), self.bufs[i].as_ptr()) {
-                self.busy[i] = false;
-                return true;
-            }
-        }
-        pr_warn!("the device returned a buffer that is not ours\n");
-        false
-    }
-
-    /// Whether the device has one of the buffers.
+    /// Whether the device has any of the buffers.
     pub(crate) fn in_flight(&self) -> bool {
         self.busy.iter().any(|b| *b)
     }
 
-    /// The device was reset: it has none of the buffers any more.
+    /// Adds the first `len` bytes of buffer `i` to `vq` for the device to
+    /// read, without notifying it ([`Virtqueue::kick_prepare`],
+    /// [`Virtqueue::notify`]). `EBUSY` if the device has it already.
+    pub(crate) fn add(&mut self, vq: &mut Virtqueue, i: usize, len: usize) -> Result {
+        if i >= K || len > core::mem::size_of::<T>() {
+            return Err(EINVAL);
+        }
+        if self.busy[i] {
+            return Err(EBUSY);
+        }
+        // SAFETY: `i < K` and `len` within the buffer; not busy, so no
+        // reference to it exists, and from here it is busy: not written or
+        // freed until the device gave it back or was reset.
+        unsafe { vq.add_outbuf_quiet(self.slot(i).cast_const().cast(), len) }?;
+        // INVARIANT: On the queue from here.
+        self.busy[i] = true;
+        Ok(())
+    }
+
+    /// Takes back the buffer whose token the device returned; false if the
+    /// token is none of ours.
+    pub(crate) fn give_back(&mut self, token: *mut core::ffi::c_void) -> bool {
+        for i in 0..K {
+            if core::ptr::eq(token.cast_const().cast::<T>(), self.slot(i)) {
+                // INVARIANT: The device returned it.
+                self.busy[i] = false;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The device was reset: it reads none of the buffers any more.
     pub(crate) fn device_reset(&mut self, _reset: &Reset<'_>) {
-        self.busy = [false; 2];
+        // INVARIANT: A reset device has no buffer.
+        self.busy = [false; K];
     }
 }
 
-impl<const N: usize> Drop for OutBufs<N> {
+impl<T, const K: usize> Drop for DeviceBufs<T, K> {
     fn drop(&mut self) {
         if self.in_flight() {
             // The device may still read them: leak rather than free.
-            pr_warn!("leaking request buffers the device never returned\n");
+            pr_warn!("leaking buffers the device never returned\n");
             return;
         }
-        // SAFETY: Dropped once, here; no buffer is on a queue (checked above).
-        unsafe { core::mem::ManuallyDrop::drop(&mut self.bufs) };
+        // SAFETY: From `KBox::into_raw` (type invariant); no buffer is on a
+        // queue; dropped once, here.
+        drop(unsafe { KBox::from_raw(self.ptr.as_ptr()) });
     }
 }
 
 impl Virtqueue {
     /// Offers a batch of free pages to the device as device-writable
     /// buffers and sleeps on `acked` until it used them.
-    pub(crate) fn report_and_wait(
-        &mut self,
-        list: crate::reporting::ReportList<'_>,
-        acked: &crate::wait::WaitQueue,
-    ) -> Result {
+    pub(crate) fn report_and_wait(&mut self, list: ReportList<'_>, acked: &WaitQueue) -> Result {
         // SAFETY: By the `ReportList` invariant the scatterlist and its pages
         // stay valid until the report callback returns, which is after the
         // device gave the buffers back; the token is non-null.
@@ -472,22 +490,20 @@ impl Virtqueue {
         unsafe { (*self.ptr.as_ptr()).num_free }
     }
 
-    /// Offers a free page hint block to the device and notifies it.
-    pub(crate) fn add_hint(&mut self, block: &crate::hint::HintBlock) -> Result {
+    /// Offers `pages` to the device as a free page hint (a device-writable
+    /// buffer of the block) and notifies it. The device of a free page hint
+    /// never accesses the memory and the driver may reuse it at any time
+    /// (virtio 1.2, 5.5.6.6), so the block may be freed while the buffer is
+    /// still queued (as C's shrinker does); no other queue may be given
+    /// pages this way.
+    pub(crate) fn add_free_page_hint(&mut self, pages: &Pages) -> Result {
         let mut sg = core::mem::MaybeUninit::<bindings::scatterlist>::uninit();
-        let addr = block.addr();
+        let addr = pages.addr();
+        let len = u32::try_from(pages.len()).map_err(|_| EINVAL)?;
         // SAFETY: `sg` is writable; it describes the block's memory.
-        unsafe {
-            bindings::sg_init_one(
-                sg.as_mut_ptr(),
-                addr.cast(),
-                crate::hint::BLOCK_BYTES as u32,
-            )
-        };
-        // The device never writes hinted pages, and the spec lets the driver
-        // reuse them at any time (virtio 1.2, 5.5.6.6), so the block may be
-        // freed while the buffer is still queued (as C's shrinker does).
-        // SAFETY: The queue is valid (type invariant); `sg` is initialised.
+        unsafe { bindings::sg_init_one(sg.as_mut_ptr(), addr.cast(), len) };
+        // SAFETY: The queue is valid (type invariant); `sg` is initialised;
+        // the device does not access the block (above).
         to_result(unsafe {
             bindings::virtqueue_add_inbuf(
                 self.ptr.as_ptr(),
@@ -497,8 +513,7 @@ impl Virtqueue {
                 bindings::GFP_KERNEL,
             )
         })?;
-        // SAFETY: By the type invariant the queue is valid.
-        unsafe { bindings::virtqueue_kick(self.ptr.as_ptr()) };
+        self.kick();
         Ok(())
     }
 

@@ -35,10 +35,10 @@ macro_rules! impl_worker {
     ($ty:ty, $field:ident, $id:literal) => {
         // SAFETY: The offset is that of `$field`, and the function below only
         // compiles if `$field` has the type `RawWork<$ty, $id>`.
-        unsafe impl $crate::work::HasRawWork<$id> for $ty {
+        unsafe impl $crate::abstractions::work::HasRawWork<$id> for $ty {
             const OFFSET: usize = {
                 #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::work::RawWork<$ty, $id> {
+                fn check(t: &$ty) -> &$crate::abstractions::work::RawWork<$ty, $id> {
                     &t.$field
                 }
                 core::mem::offset_of!($ty, $field)
@@ -72,7 +72,7 @@ unsafe impl<T: Sync, const ID: u64> Sync for RawWork<T, ID> {}
 impl<T: Worker<ID>, const ID: u64> RawWork<T, ID> {
     /// Creates the work item; `name` and `key` are for lockdep.
     pub(crate) fn new(name: &'static CStr, key: &'static LockClassKey) -> impl PinInit<Self> {
-        let key = crate::wait::lock_class_ptr(key);
+        let key = super::wait::lock_class_ptr(key);
         pin_init!(Self {
             // SAFETY: `slot` is valid for writes; the function matches the
             // `work_func_t` signature; name and key are static.
