@@ -521,10 +521,10 @@ impl Guest {
         Ok(())
     }
 
-    /// balloon_rs's debugfs status file (`/sys/kernel/debug/balloon_rs/status`).
+    /// balloon_rs's debugfs status file (`/sys/kernel/debug/balloon_rs/virtio*/status`).
     pub fn balloon_rs_status(&mut self) -> Result<BalloonRsStatus> {
         Ok(BalloonRsStatus::parse(
-            self.sh("cat /sys/kernel/debug/balloon_rs/status")?,
+            self.sh("cat /sys/kernel/debug/balloon_rs/virtio*/status")?,
         ))
     }
 

@@ -226,10 +226,28 @@ fn compaction_migrates_balloon_pages(driver: Driver) -> Result<()> {
     let mut g = Guest::boot(config("compact", driver)?)?;
     g.load(driver)?;
     let size = g.config.mem_mib;
-    // Fragment memory first: page cache between balloon pages.
-    g.sh("dd if=/dev/zero of=/tmp/a bs=1M count=64 2>/dev/null")?;
-    resize(&mut g, size / 2)?;
-    g.sh("rm /tmp/a")?;
+    // Fragment memory first: a workload holds 3/10 of the guest while the
+    // balloon takes 4/10, so their pages interleave across the zone; freed,
+    // the workload leaves holes everywhere, and compaction's scanners meet
+    // balloon pages below free ones wherever the allocator put them (a
+    // small page-cache file left that to chance: on the debug kernel one
+    // run in a few migrated nothing).
+    g.sh(&format!(
+        "balloon-guest workload --mib {} --content random --hold 0 >/tmp/w.log 2>&1 & echo $! >/tmp/w.pid",
+        size * 3 / 10
+    ))?;
+    let deadline = Instant::now() + SETTLE;
+    while !g.sh("cat /tmp/w.log")?.contains("touched") {
+        ensure!(
+            Instant::now() < deadline,
+            "the workload never filled its memory"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    resize(&mut g, size * 6 / 10)?;
+    g.sh(
+        "kill $(cat /tmp/w.pid); while kill -0 $(cat /tmp/w.pid) 2>/dev/null; do sleep 0.2; done",
+    )?;
     let before = g.vmstat()?.get("balloon_migrate")?;
     for _ in 0..3 {
         g.sh("echo 1 > /proc/sys/vm/compact_memory")?;
@@ -324,7 +342,7 @@ fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
         "floor_mib {}",
         d.get("floor_mib")?
     );
-    let text = g.sh("cat /sys/kernel/debug/balloon_rs/status")?;
+    let text = g.sh("cat /sys/kernel/debug/balloon_rs/virtio*/status")?;
     ensure!(
         text.contains("features:") && text.contains("stats_vq"),
         "features line missing:\n{text}"

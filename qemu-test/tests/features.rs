@@ -49,7 +49,9 @@ fn rss_drop_after_free(g: &mut Guest, enough_mib: u64) -> Result<u64> {
         std::thread::sleep(Duration::from_millis(250));
     }
     let peak = g.rss_kib()?;
-    g.sh("kill $(cat /tmp/w.pid); while kill -0 $(cat /tmp/w.pid) 2>/dev/null; do sleep 0.2; done")?;
+    g.sh(
+        "kill $(cat /tmp/w.pid); while kill -0 $(cat /tmp/w.pid) 2>/dev/null; do sleep 0.2; done",
+    )?;
     let deadline = Instant::now() + REPORT_WINDOW;
     let mut low = peak;
     while Instant::now() < deadline && peak.saturating_sub(low) / 1024 < enough_mib {

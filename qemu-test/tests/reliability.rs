@@ -8,7 +8,10 @@ use qemu_test::{ensure, Driver, Guest, GuestConfig, Result, MIB};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{held_at_floor, memory_back, resize, responsive, short_pcp_lists, xorshift, SETTLE};
+use common::{
+    held_at_floor, inject, kmemleak_clean, memory_back, resize, responsive, short_pcp_lists,
+    xorshift, SETTLE,
+};
 
 qemu_test::both_drivers!(
     rmmod_during_a_large_inflation_returns_every_page,
@@ -24,33 +27,6 @@ fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
 fn baseline(g: &mut Guest) -> Result<(u64, u64)> {
     let m = g.meminfo()?;
     Ok((m.kib("MemTotal")?, m.kib("MemFree")?))
-}
-
-/// If the kernel has kmemleak (the debug kernel), scans and fails on any
-/// unreferenced object allocated by a balloon driver. Returns whether a scan
-/// ran.
-fn kmemleak_clean(g: &mut Guest, driver: Driver) -> Result<bool> {
-    let probe = g.run("test -w /sys/kernel/debug/kmemleak")?;
-    if probe.code != 0 {
-        return Ok(false);
-    }
-    // Two scans: kmemleak reports an object only when it was unreferenced
-    // in two consecutive scans.
-    g.sh(
-        "echo scan > /sys/kernel/debug/kmemleak; sleep 6; echo scan > /sys/kernel/debug/kmemleak",
-    )?;
-    let report = g.sh("cat /sys/kernel/debug/kmemleak")?;
-    let ours: Vec<&str> = report
-        .split("unreferenced object")
-        .filter(|r| r.contains(driver.module_name()) || r.contains("balloon"))
-        .collect();
-    ensure!(
-        ours.is_empty(),
-        "kmemleak after rmmod {}:\n{}",
-        driver.module_name(),
-        ours.join("\n---\n")
-    );
-    Ok(true)
 }
 
 /// rmmod while the driver is inflating 3/4 of the guest: the module goes,
@@ -219,38 +195,15 @@ fn balloon_rs_inflation_under_a_filling_workload_holds_at_the_floor() -> Result<
     g.shutdown()
 }
 
-/// Page-allocation fault injection aimed at the driver: `fail_page_alloc`
-/// with its task filter, every kworker marked `make-it-fail` (the driver
-/// inflates from the system workqueue; in this guest little else runs
-/// there), blocking and highmem allocations included. The driver counts the
-/// failures and backs off (not thousands of retries), the guest answers,
-/// nothing is OOM-killed; once the faults stop the target is reached
-/// exactly. Needs the debug kernel (`CONFIG_FAIL_PAGE_ALLOC`).
-/// Boots a balloon_rs guest and makes `probability` % of the page
-/// allocations of every kworker fail (fail_page_alloc's task filter: the
-/// size work runs on one), then asks for half the guest.
-fn guest_with_failing_kworker_allocations(test: &str, probability: u32) -> Result<Guest> {
+/// Boots a balloon_rs guest whose driver fails `probability` % of its own
+/// page allocations (its `fail_alloc` fault-injection point, debug kernel),
+/// then asks for half the guest.
+fn guest_with_failing_driver_allocations(test: &str, probability: u32) -> Result<Guest> {
     let driver = Driver::BalloonRs;
     let mut g = Guest::boot(config(test, driver)?)?;
     let size = g.config.mem_mib;
     g.load(driver)?;
-    let f = "/sys/kernel/debug/fail_page_alloc";
-    ensure!(
-        g.run(&format!("test -d {f}"))?.code == 0,
-        "{f} missing: this test needs the debug kernel (make kernel-debug)"
-    );
-    g.sh(&format!(
-        "echo Y > {f}/task-filter; echo N > {f}/ignore-gfp-wait; echo N > {f}/ignore-gfp-highmem; \
-         echo 0 > {f}/min-order; echo 0 > {f}/verbose; echo -1 > {f}/times; echo {probability} > {f}/probability"
-    ))?;
-    let marked = g.sh(
-        "n=0; for d in /proc/[0-9]*; do case $(cat $d/comm 2>/dev/null) in kworker*) \
-         echo 1 > $d/make-it-fail && n=$((n+1));; esac; done; echo $n",
-    )?;
-    ensure!(
-        marked.trim().parse::<u32>().unwrap_or(0) > 0,
-        "no kworker marked: {marked}"
-    );
+    inject(&mut g, "fail_alloc", probability, -1, 0)?;
     g.qmp().set_guest_size(size / 2 * MIB)?;
     Ok(g)
 }
@@ -258,7 +211,7 @@ fn guest_with_failing_kworker_allocations(test: &str, probability: u32) -> Resul
 /// Faults stop: the target is reached, nothing was OOM-killed.
 fn faults_stop_then_target_reached(mut g: Guest) -> Result<()> {
     let size = g.config.mem_mib;
-    g.sh("echo 0 > /sys/kernel/debug/fail_page_alloc/probability")?;
+    inject(&mut g, "fail_alloc", 0, -1, 0)?;
     resize(&mut g, size / 2)?;
     ensure!(g.vmstat()?.get("oom_kill")? == 0, "OOM kills under faults");
     g.unload(Driver::BalloonRs)?;
@@ -270,9 +223,9 @@ fn faults_stop_then_target_reached(mut g: Guest) -> Result<()> {
 /// 15 s, not a busy loop), the guest answers, and once the faults stop the
 /// target is reached.
 #[test]
-#[ignore = "needs the debug kernel's fail_page_alloc: run by make test-reliability"]
+#[ignore = "needs the debug kernel's fault injection: run by make test-reliability"]
 fn balloon_rs_backs_off_under_page_allocation_faults() -> Result<()> {
-    let mut g = guest_with_failing_kworker_allocations("faults", 100)?;
+    let mut g = guest_with_failing_driver_allocations("faults", 100)?;
     std::thread::sleep(Duration::from_secs(15));
     responsive(&mut g, "under allocation faults")?;
     let d = g.balloon_rs_status()?;
@@ -288,9 +241,9 @@ fn balloon_rs_backs_off_under_page_allocation_faults() -> Result<()> {
 /// back-off (200 ms doubling to 3.2 s) allows at most 15 short batches;
 /// without it every batch of every run is short, hundreds of them.
 #[test]
-#[ignore = "needs the debug kernel's fail_page_alloc: run by make test-reliability"]
+#[ignore = "needs the debug kernel's fault injection: run by make test-reliability"]
 fn balloon_rs_backs_off_after_a_partial_batch() -> Result<()> {
-    let mut g = guest_with_failing_kworker_allocations("partial", 30)?;
+    let mut g = guest_with_failing_driver_allocations("partial", 30)?;
     std::thread::sleep(Duration::from_secs(15));
     responsive(&mut g, "under partial allocation faults")?;
     let d = g.balloon_rs_status()?;

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use qemu_test::{ensure, Guest, Result, MIB};
+use qemu_test::{ensure, Driver, Guest, Result, MIB};
 use std::time::{Duration, Instant};
 
 /// How long a balloon may take to reach a target under TCG on a busy host.
@@ -89,5 +89,50 @@ pub fn held_at_floor(g: &mut Guest) -> Result<()> {
         "MemAvailable {avail} MiB below the {} MiB floor",
         d.get("floor_mib")?
     );
+    Ok(())
+}
+
+/// If the kernel has kmemleak (the debug kernel), scans and fails on any
+/// unreferenced object allocated by a balloon driver. Returns whether a scan
+/// ran.
+pub fn kmemleak_clean(g: &mut Guest, driver: Driver) -> Result<bool> {
+    let probe = g.run("test -w /sys/kernel/debug/kmemleak")?;
+    if probe.code != 0 {
+        return Ok(false);
+    }
+    // Two scans: kmemleak reports an object only when it was unreferenced
+    // in two consecutive scans.
+    g.sh(
+        "echo scan > /sys/kernel/debug/kmemleak; sleep 6; echo scan > /sys/kernel/debug/kmemleak",
+    )?;
+    let report = g.sh("cat /sys/kernel/debug/kmemleak")?;
+    let ours: Vec<&str> = report
+        .split("unreferenced object")
+        .filter(|r| r.contains(driver.module_name()) || r.contains("balloon"))
+        .collect();
+    ensure!(
+        ours.is_empty(),
+        "kmemleak after rmmod {}:\n{}",
+        driver.module_name(),
+        ours.join("\n---\n")
+    );
+    Ok(true)
+}
+
+/// Sets balloon_rs's fault-injection point `name` (`fail_request`,
+/// `fail_alloc`, `fail_probe` in `/sys/kernel/debug/balloon_rs/`): fail
+/// `probability` % of the calls after the first `space` − 1, at most
+/// `times` times (-1: no limit), each logged in one line (verbose 1, no
+/// stack dump). Fails if the kernel has no fault injection.
+pub fn inject(g: &mut Guest, name: &str, probability: u32, times: i64, space: u64) -> Result<()> {
+    let f = format!("/sys/kernel/debug/balloon_rs/{name}");
+    ensure!(
+        g.run(&format!("test -d {f}"))?.code == 0,
+        "{f} missing: this test needs the debug kernel's fault injection (make kernel-debug)"
+    );
+    g.sh(&format!(
+        "echo 1 > {f}/verbose; echo 1 > {f}/interval; echo {space} > {f}/space; \
+         echo {times} > {f}/times; echo {probability} > {f}/probability"
+    ))?;
     Ok(())
 }
