@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{held_at_floor, memory_back, resize, responsive, xorshift, SETTLE};
+use common::{
+    held_at_floor, memory_back, resize, responsive, start_workload, stop_workload, xorshift, SETTLE,
+};
 
 qemu_test::both_drivers!(
     inflate_half_then_deflate_and_unload_restores_memory,
@@ -232,22 +234,9 @@ fn compaction_migrates_balloon_pages(driver: Driver) -> Result<()> {
     // balloon pages below free ones wherever the allocator put them (a
     // small page-cache file left that to chance: on the debug kernel one
     // run in a few migrated nothing).
-    g.sh(&format!(
-        "balloon-guest workload --mib {} --content random --hold 0 >/tmp/w.log 2>&1 & echo $! >/tmp/w.pid",
-        size * 3 / 10
-    ))?;
-    let deadline = Instant::now() + SETTLE;
-    while !g.sh("cat /tmp/w.log")?.contains("touched") {
-        ensure!(
-            Instant::now() < deadline,
-            "the workload never filled its memory"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    start_workload(&mut g, size * 3 / 10, "--content random --hold 0")?;
     resize(&mut g, size * 6 / 10)?;
-    g.sh(
-        "kill $(cat /tmp/w.pid); while kill -0 $(cat /tmp/w.pid) 2>/dev/null; do sleep 0.2; done",
-    )?;
+    stop_workload(&mut g)?;
     let before = g.vmstat()?.get("balloon_migrate")?;
     for _ in 0..3 {
         g.sh("echo 1 > /proc/sys/vm/compact_memory")?;

@@ -8,6 +8,9 @@
 use qemu_test::{ensure, Driver, Guest, GuestConfig, Result, MIB};
 use std::time::Duration;
 
+mod common;
+use common::start_workload;
+
 qemu_test::both_drivers!(
     binds_and_unbinds_cleanly,
     probe_sees_target_set_before_insmod,
@@ -163,23 +166,7 @@ fn workload_memory_shows_in_meminfo(driver: Driver) -> Result<()> {
     g.load(driver)?;
     let before = g.meminfo()?.mib("MemFree")?;
     let mib = 128;
-    g.sh(&format!(
-        "balloon-guest workload --mib {mib} --content text --hold 0 >/tmp/w.log 2>&1 & echo $! >/tmp/w.pid"
-    ))?;
-    // Wait for the workload to report that every page is touched.
-    let mut touched = false;
-    for _ in 0..300 {
-        if g.sh("cat /tmp/w.log")?.contains("workload: touched") {
-            touched = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    ensure!(
-        touched,
-        "workload never reported: {}",
-        g.sh("cat /tmp/w.log")?
-    );
+    start_workload(&mut g, mib, "--content text --hold 0")?;
     let during = g.meminfo()?.mib("MemFree")?;
     ensure!(
         before.saturating_sub(during) >= mib * 9 / 10,

@@ -13,6 +13,7 @@ qemu_test::both_drivers!(
 );
 
 mod common;
+use common::{start_workload, stop_workload};
 
 fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
     GuestConfig::new(&format!("{test}-{driver}"))
@@ -36,22 +37,9 @@ const F_REPORTING: usize = 5;
 /// back and the fall looks smaller than it was.
 fn rss_drop_after_free(g: &mut Guest, enough_mib: u64) -> Result<u64> {
     let half = g.config.mem_mib / 2;
-    g.sh(&format!(
-        "balloon-guest workload --mib {half} --content random --hold 0 >/tmp/w.log 2>&1 & echo $! >/tmp/w.pid"
-    ))?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !g.sh("cat /tmp/w.log")?.contains("touched") {
-        ensure!(
-            Instant::now() < deadline,
-            "the workload never filled its memory: {}",
-            g.sh("cat /tmp/w.log")?
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    start_workload(g, half, "--content random --hold 0")?;
     let peak = g.rss_kib()?;
-    g.sh(
-        "kill $(cat /tmp/w.pid); while kill -0 $(cat /tmp/w.pid) 2>/dev/null; do sleep 0.2; done",
-    )?;
+    stop_workload(g)?;
     let deadline = Instant::now() + REPORT_WINDOW;
     let mut low = peak;
     while Instant::now() < deadline && peak.saturating_sub(low) / 1024 < enough_mib {

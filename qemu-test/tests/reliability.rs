@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::{
     held_at_floor, inject, kmemleak_clean, memory_back, resize, responsive, short_pcp_lists,
-    xorshift, SETTLE,
+    start_workload, xorshift, SETTLE,
 };
 
 qemu_test::both_drivers!(
@@ -162,17 +162,8 @@ fn balloon_rs_inflation_under_a_filling_workload_holds_at_the_floor() -> Result<
     short_pcp_lists(&mut g)?;
     g.load(driver)?;
     let mib = g.meminfo()?.mib("MemAvailable")? * 6 / 10;
-    g.sh(&format!(
-        "balloon-guest workload --mib {mib} --content random --hold 20 --verify >/tmp/w.log 2>&1 &"
-    ))?;
+    start_workload(&mut g, mib, "--content random --hold 20 --verify")?;
     let deadline = Instant::now() + SETTLE;
-    while !g.sh("cat /tmp/w.log")?.contains("touched") {
-        ensure!(
-            Instant::now() < deadline,
-            "the workload never filled its memory"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
     g.qmp().set_guest_size(32 * MIB)?;
     std::thread::sleep(Duration::from_secs(8));
     held_at_floor(&mut g)?;

@@ -136,3 +136,31 @@ pub fn inject(g: &mut Guest, name: &str, probability: u32, times: i64, space: u6
     ))?;
     Ok(())
 }
+
+/// Starts `balloon-guest workload --mib {mib} {args}` in the background
+/// (log in `/tmp/w.log`, pid in `/tmp/w.pid`) and waits until it has touched
+/// all its memory.
+pub fn start_workload(g: &mut Guest, mib: u64, args: &str) -> Result<()> {
+    g.sh(&format!(
+        "balloon-guest workload --mib {mib} {args} >/tmp/w.log 2>&1 & echo $! >/tmp/w.pid"
+    ))?;
+    let deadline = Instant::now() + SETTLE;
+    while !g.sh("cat /tmp/w.log")?.contains("workload: touched") {
+        ensure!(
+            Instant::now() < deadline,
+            "the workload never filled its memory: {}",
+            g.sh("cat /tmp/w.log")?
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Kills the workload [`start_workload`] started and waits until it is
+/// gone (its memory freed).
+pub fn stop_workload(g: &mut Guest) -> Result<()> {
+    g.sh(
+        "kill $(cat /tmp/w.pid); while kill -0 $(cat /tmp/w.pid) 2>/dev/null; do sleep 0.2; done",
+    )?;
+    Ok(())
+}
