@@ -38,6 +38,7 @@ use kernel::{
 /// of the module is in them, and they know nothing of the balloon.
 mod abstractions {
     pub(crate) mod balloon_compaction;
+    pub(crate) mod container;
     pub(crate) mod debugfs;
     pub(crate) mod fault_inject;
     pub(crate) mod lock;

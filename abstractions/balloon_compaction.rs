@@ -9,6 +9,7 @@
 //! The pool counts nothing itself: the list is the kernel's, and the driver
 //! keeps its count under its balloon lock.
 
+use super::container::HasField;
 use core::ptr::NonNull;
 use kernel::{bindings, prelude::*, types::Opaque};
 
@@ -167,19 +168,8 @@ impl PinnedDrop for BalloonDevInfo {
     }
 }
 
-/// A type with a [`BalloonDevInfo`] field whose pages can migrate.
-///
-/// # Safety
-///
-/// `OFFSET` must be the offset of a `BalloonDevInfo` field of `Self`; use
-/// [`impl_migrate!`].
-pub(crate) unsafe trait HasBalloonDevInfo: Sized {
-    /// Offset of the `BalloonDevInfo` field.
-    const OFFSET: usize;
-}
-
 /// What to do when compaction moves a balloon page.
-pub(crate) trait Migrate: HasBalloonDevInfo + Sync {
+pub(crate) trait Migrate: HasField<BalloonDevInfo> + Sync {
     /// Replaces `m`'s old page by its new one.
     ///
     /// Either refuse before touching the pages (`Err(EAGAIN)`: the old page
@@ -191,21 +181,17 @@ pub(crate) trait Migrate: HasBalloonDevInfo + Sync {
     fn migrate(&self, m: Migration<'_>) -> Result;
 }
 
-/// Implements [`HasBalloonDevInfo`] for `$ty` whose field `$field` is a `BalloonDevInfo`.
+/// Makes the `BalloonDevInfo` field (path) `$field` of `$ty` the list
+/// whose pages [`Migrate::migrate`] is called for.
 #[macro_export]
 macro_rules! impl_migrate {
     ($ty:ty, $($field:ident).+) => {
-        // SAFETY: The offset is that of `$field`, whose type the function
-        // below checks.
-        unsafe impl $crate::abstractions::balloon_compaction::HasBalloonDevInfo for $ty {
-            const OFFSET: usize = {
-                #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::abstractions::balloon_compaction::BalloonDevInfo {
-                    &t.$($field).+
-                }
-                core::mem::offset_of!($ty, $($field).+)
-            };
-        }
+        $crate::impl_has_field!(
+            $ty,
+            $crate::abstractions::balloon_compaction::BalloonDevInfo,
+            0,
+            $($field).+
+        );
     };
 }
 
@@ -296,7 +282,7 @@ unsafe extern "C" fn migrate_fn<T: Migrate>(
     // SAFETY: `info` is the `info` field of a `BalloonDevInfo` (repr of a single
     // `Opaque`, at offset 0), which sits at `T::OFFSET` in a live `T`: the
     // pool's pages are all released before the `T` is dropped.
-    let t = unsafe { &*info.cast::<u8>().sub(T::OFFSET).cast::<T>() };
+    let t = unsafe { T::container_of(info.cast::<BalloonDevInfo>()) };
     // SAFETY: As above: `info` is the pool's `balloon_dev_info`.
     let pool = unsafe { &*info.cast::<BalloonDevInfo>() };
     let (Some(new), Some(old)) = (NonNull::new(new), NonNull::new(old)) else {

@@ -5,45 +5,25 @@
 //! C header: [`include/linux/oom.h`]. The OOM killer calls the notifier
 //! chain first; if any notifier freed pages, it kills nothing this time.
 
+use super::container::HasField;
 use core::{
     marker::PhantomData,
     sync::atomic::{AtomicBool, Ordering},
 };
 use kernel::{bindings, error::to_result, prelude::*, types::Opaque};
 
-/// A type with an [`OomNotifier`] field.
-///
-/// # Safety
-///
-/// `OFFSET` must be the offset of an `OomNotifier<Self>` field in `Self`;
-/// use [`impl_oom_handler!`].
-pub(crate) unsafe trait HasOomNotifier: Sized {
-    /// Offset of the `OomNotifier<Self>` field.
-    const OFFSET: usize;
-}
-
 /// What to do when the system is out of memory.
-pub(crate) trait OomHandler: HasOomNotifier + Sync {
+pub(crate) trait OomHandler: HasField<OomNotifier<Self>> + Sync {
     /// Frees what it can; returns the number of (guest) pages freed.
     fn on_oom(&self) -> u64;
 }
 
-/// Implements [`HasOomNotifier`] for `$ty` whose field `$field` is an
-/// `OomNotifier<$ty>`.
+/// Makes the `OomNotifier<$ty>` field `$field` of `$ty` the one
+/// [`OomHandler::on_oom`] is called through.
 #[macro_export]
 macro_rules! impl_oom_handler {
     ($ty:ty, $field:ident) => {
-        // SAFETY: The offset is that of `$field`, whose type the function
-        // below checks.
-        unsafe impl $crate::abstractions::oom::HasOomNotifier for $ty {
-            const OFFSET: usize = {
-                #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::abstractions::oom::OomNotifier<$ty> {
-                    &t.$field
-                }
-                core::mem::offset_of!($ty, $field)
-            };
-        }
+        $crate::impl_has_field!($ty, $crate::abstractions::oom::OomNotifier<$ty>, 0, $field);
     };
 }
 
@@ -51,10 +31,11 @@ macro_rules! impl_oom_handler {
 ///
 /// # Invariants
 ///
-/// `nb` is pinned inside a `T` at `T::OFFSET`; `registered` says whether it
-/// is on the chain. It is taken off the chain on drop, before the fields
-/// declared after it.
+/// `nb` (first, `repr(C)`) is pinned inside a `T` at `T::OFFSET`;
+/// `registered` says whether it is on the chain. It is taken off the chain
+/// on drop, before the fields declared after it.
 #[pin_data(PinnedDrop)]
+#[repr(C)]
 pub(crate) struct OomNotifier<T> {
     #[pin]
     nb: Opaque<bindings::notifier_block>,
@@ -124,9 +105,10 @@ unsafe extern "C" fn oom_fn<T: OomHandler>(
     _action: kernel::ffi::c_ulong,
     parm: *mut kernel::ffi::c_void,
 ) -> i32 {
-    // SAFETY: By the `OomNotifier` invariant `nb` sits at `T::OFFSET` in a
-    // live `T` (it is unregistered before the `T` goes away).
-    let t = unsafe { &*nb.cast::<u8>().sub(T::OFFSET).cast::<T>() };
+    // SAFETY: By the `OomNotifier` invariant `nb` starts the notifier at
+    // `T::OFFSET` in a live `T` (it is unregistered before the `T` goes
+    // away).
+    let t = unsafe { T::container_of(nb.cast::<OomNotifier<T>>()) };
     let freed = t.on_oom();
     // SAFETY: The OOM core passes a valid `unsigned long *`.
     unsafe { *parm.cast::<kernel::ffi::c_ulong>() += freed as kernel::ffi::c_ulong };

@@ -5,6 +5,7 @@
 //!
 //! C header: [`include/linux/page_reporting.h`].
 
+use super::container::HasField;
 use core::{
     marker::PhantomData,
     ptr::NonNull,
@@ -12,39 +13,23 @@ use core::{
 };
 use kernel::{bindings, error::to_result, prelude::*, types::Opaque};
 
-/// A type with a [`PageReporting`] field.
-///
-/// # Safety
-///
-/// `OFFSET` must be the offset of a `PageReporting<Self>` field in `Self`;
-/// use [`impl_reporter!`].
-pub(crate) unsafe trait HasPageReporting: Sized {
-    /// Offset of the `PageReporting<Self>` field.
-    const OFFSET: usize;
-}
-
 /// What to do with a batch of free pages.
-pub(crate) trait Reporter: HasPageReporting + Sync {
+pub(crate) trait Reporter: HasField<PageReporting<Self>> + Sync {
     /// Reports the pages; they stay out of the allocator until this returns.
     fn report(&self, list: ReportList<'_>) -> Result;
 }
 
-/// Implements [`HasPageReporting`] for `$ty` whose field `$field` is a
-/// `PageReporting<$ty>`.
+/// Makes the `PageReporting<$ty>` field `$field` of `$ty` the one
+/// [`Reporter::report`] is called through.
 #[macro_export]
 macro_rules! impl_reporter {
     ($ty:ty, $field:ident) => {
-        // SAFETY: The offset is that of `$field`, whose type the function
-        // below checks.
-        unsafe impl $crate::abstractions::reporting::HasPageReporting for $ty {
-            const OFFSET: usize = {
-                #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::abstractions::reporting::PageReporting<$ty> {
-                    &t.$field
-                }
-                core::mem::offset_of!($ty, $field)
-            };
-        }
+        $crate::impl_has_field!(
+            $ty,
+            $crate::abstractions::reporting::PageReporting<$ty>,
+            0,
+            $field
+        );
     };
 }
 
@@ -148,7 +133,7 @@ unsafe extern "C" fn report_fn<T: Reporter>(
     // SAFETY: `info` is the `info` field (offset 0, `repr(C)`) of a
     // `PageReporting<T>` at `T::OFFSET` in a live `T`: it is unregistered
     // before the `T` goes away.
-    let t = unsafe { &*info.cast::<u8>().sub(T::OFFSET).cast::<T>() };
+    let t = unsafe { T::container_of(info.cast::<PageReporting<T>>()) };
     let Some(sg) = NonNull::new(sg) else {
         return EINVAL.to_errno();
     };

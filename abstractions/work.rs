@@ -6,44 +6,24 @@
 //!
 //! C header: [`include/linux/workqueue.h`].
 
+use super::container::HasField;
 use core::marker::PhantomData;
 use kernel::{
     bindings, prelude::*, str::CStr, sync::LockClassKey, types::Opaque, workqueue::Queue,
 };
 
-/// A type with a [`RawWork`] field whose handler is [`Worker::run`].
-///
-/// # Safety
-///
-/// `OFFSET` must be the byte offset of a `RawWork<Self, ID>` field within
-/// `Self`. Use [`impl_worker!`], which computes it from the field.
-pub(crate) unsafe trait HasRawWork<const ID: u64>: Sized {
-    /// Offset of the `RawWork<Self, ID>` field.
-    const OFFSET: usize;
-}
-
 /// What a work item does when it runs (process context, may sleep).
-pub(crate) trait Worker<const ID: u64>: HasRawWork<ID> + Sync {
+pub(crate) trait Worker<const ID: u64>: HasField<RawWork<Self, ID>, ID> + Sync {
     /// Runs the work.
     fn run(&self);
 }
 
-/// Implements [`HasRawWork`] for `$ty` whose field `$field` is a
-/// `RawWork<$ty, $id>`.
+/// Makes the `RawWork<$ty, $id>` field `$field` of `$ty` the one
+/// [`Worker::<$id>::run`] is called through.
 #[macro_export]
 macro_rules! impl_worker {
     ($ty:ty, $field:ident, $id:literal) => {
-        // SAFETY: The offset is that of `$field`, and the function below only
-        // compiles if `$field` has the type `RawWork<$ty, $id>`.
-        unsafe impl $crate::abstractions::work::HasRawWork<$id> for $ty {
-            const OFFSET: usize = {
-                #[allow(dead_code)]
-                fn check(t: &$ty) -> &$crate::abstractions::work::RawWork<$ty, $id> {
-                    &t.$field
-                }
-                core::mem::offset_of!($ty, $field)
-            };
-        }
+        $crate::impl_has_field!($ty, $crate::abstractions::work::RawWork<$ty, $id>, $id, $field);
     };
 }
 
@@ -57,6 +37,7 @@ macro_rules! impl_worker {
 /// field is declared before the fields the handler uses (fields drop in
 /// declaration order).
 #[pin_data(PinnedDrop)]
+#[repr(C)]
 pub(crate) struct RawWork<T, const ID: u64> {
     #[pin]
     work: Opaque<bindings::work_struct>,
@@ -125,7 +106,7 @@ impl<T, const ID: u64> PinnedDrop for RawWork<T, ID> {
 unsafe extern "C" fn work_fn<T: Worker<ID>, const ID: u64>(work: *mut bindings::work_struct) {
     // SAFETY: By the `RawWork` invariant the work sits at `T::OFFSET` in a
     // `T` that is alive until the work is cancelled (which waits for us).
-    let t = unsafe { &*work.cast::<u8>().sub(T::OFFSET).cast::<T>() };
+    let t = unsafe { T::container_of(work.cast::<RawWork<T, ID>>()) };
     t.run();
 }
 
