@@ -928,9 +928,15 @@ impl Balloon {
             Step::Moved => {}
             Step::Floor => {
                 // Held at the floor for as long as the host insists: that
-                // must not keep the system from suspending (C has no floor).
+                // must not keep the system from suspending (C has no floor),
+                // nor a worker asleep: look again in a while (a config
+                // change brings the work forward).
                 self.finish_wakeup_event();
-                mm::msleep(FLOOR_RETRY_MS);
+                if !self.stop.load(Relaxed) {
+                    self.size_work
+                        .queue_after(workqueue::system_freezable(), FLOOR_RETRY_MS);
+                }
+                return;
             }
             Step::NoMemory => mm::msleep(policy::backoff_ms(failures.max(1))),
         }
@@ -1380,13 +1386,16 @@ impl virtio::Driver for BalloonDriver {
         let size_work = RawWork::new(
             c_str!("balloon_rs::size_work"),
             kernel::static_lock_class!(),
+            kernel::static_lock_class!(),
         );
         let stats_work = RawWork::new(
             c_str!("balloon_rs::stats_work"),
             kernel::static_lock_class!(),
+            kernel::static_lock_class!(),
         );
         let hint_work = RawWork::new(
             c_str!("balloon_rs::hint_work"),
+            kernel::static_lock_class!(),
             kernel::static_lock_class!(),
         );
         let inner = Mutex::new(
@@ -1517,7 +1526,8 @@ impl virtio::Driver for BalloonDriver {
         b.shared.config_changes.fetch_add(1, Relaxed);
         if !b.stop.load(Relaxed) {
             b.start_wakeup_event(WAKEUP_ADJUST);
-            b.queue_size_work();
+            // Now, even if a re-check at the floor is due later.
+            b.size_work.run_now(workqueue::system_freezable());
             if let Some(h) = &b.hinting {
                 // Read the command id again; queue a round unless one is
                 // already due (C's config_read_bitmap).

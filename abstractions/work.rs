@@ -27,20 +27,22 @@ macro_rules! impl_worker {
     };
 }
 
-/// A `work_struct` inside a `T`.
+/// A work item inside a `T` (a `delayed_work`, so that it can also be
+/// queued to run later, without a worker sleeping in the meantime).
 ///
 /// # Invariants
 ///
-/// `work` is initialised with `work_fn::<T, ID>` as its function and is
-/// pinned inside a `T` at `T::OFFSET`. Dropping it cancels it and waits for
-/// a running instance, so the handler never sees a freed `T`, as long as the
+/// `work` is initialised with `work_fn::<T, ID>` as its function and a
+/// `delayed_work_timer_fn` timer, and is pinned inside a `T` at
+/// `T::OFFSET`. Dropping it cancels it (timer included) and waits for a
+/// running instance, so the handler never sees a freed `T`, as long as the
 /// field is declared before the fields the handler uses (fields drop in
 /// declaration order).
 #[pin_data(PinnedDrop)]
 #[repr(C)]
 pub(crate) struct RawWork<T, const ID: u64> {
     #[pin]
-    work: Opaque<bindings::work_struct>,
+    work: Opaque<bindings::delayed_work>,
     _t: PhantomData<T>,
 }
 
@@ -50,43 +52,80 @@ unsafe impl<T: Sync, const ID: u64> Send for RawWork<T, ID> {}
 // SAFETY: As above.
 unsafe impl<T: Sync, const ID: u64> Sync for RawWork<T, ID> {}
 
+/// The C pointer of a `&Queue` (`Queue` is `repr(transparent)` over the C
+/// struct, whose pointer the kernel crate keeps private).
+fn raw_queue(queue: &Queue) -> *mut bindings::workqueue_struct {
+    core::ptr::from_ref(queue)
+        .cast_mut()
+        .cast::<bindings::workqueue_struct>()
+}
+
+const ANY_CPU: i32 = bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32;
+
 impl<T: Worker<ID>, const ID: u64> RawWork<T, ID> {
-    /// Creates the work item; `name` and `key` are for lockdep.
-    pub(crate) fn new(name: &'static CStr, key: &'static LockClassKey) -> impl PinInit<Self> {
+    /// Creates the work item; `name`, `key` (the work) and `timer_key` (its
+    /// timer) are for lockdep.
+    pub(crate) fn new(
+        name: &'static CStr,
+        key: &'static LockClassKey,
+        timer_key: &'static LockClassKey,
+    ) -> impl PinInit<Self> {
         let key = super::wait::lock_class_ptr(key);
+        let timer_key = super::wait::lock_class_ptr(timer_key);
         pin_init!(Self {
-            // SAFETY: `slot` is valid for writes; the function matches the
-            // `work_func_t` signature; name and key are static.
-            work <- Opaque::ffi_init(|slot| unsafe {
-                bindings::init_work_with_key(slot, Some(work_fn::<T, ID>), false, name.as_char_ptr(), key)
+            // SAFETY: `slot` is valid for writes; the functions match the
+            // `work_func_t` and timer signatures; names and keys are
+            // static. This is C's `INIT_DELAYED_WORK`.
+            work <- Opaque::ffi_init(|slot: *mut bindings::delayed_work| unsafe {
+                bindings::init_work_with_key(
+                    &raw mut (*slot).work,
+                    Some(work_fn::<T, ID>),
+                    false,
+                    name.as_char_ptr(),
+                    key,
+                );
+                bindings::init_timer_key(
+                    &raw mut (*slot).timer,
+                    Some(bindings::delayed_work_timer_fn),
+                    bindings::TIMER_IRQSAFE,
+                    name.as_char_ptr(),
+                    timer_key,
+                );
             }),
             _t: PhantomData,
         })
     }
 
-    /// Queues the work on `queue`; false if it was already pending.
+    /// Queues the work on `queue` to run now; false if it was already
+    /// pending (due now or later).
     pub(crate) fn queue(&self, queue: &Queue) -> bool {
-        // `Queue` is `repr(transparent)` over the C struct, whose pointer
-        // the kernel crate keeps private.
-        let wq = core::ptr::from_ref(queue)
-            .cast_mut()
-            .cast::<bindings::workqueue_struct>();
-        // SAFETY: `work` is initialised (type invariant) and `wq` is a live
-        // workqueue (it came from a `&Queue`).
+        self.queue_after(queue, 0)
+    }
+
+    /// Queues the work on `queue` to run in `ms` milliseconds; false if it
+    /// was already pending.
+    pub(crate) fn queue_after(&self, queue: &Queue, ms: u32) -> bool {
+        let delay = kernel::time::msecs_to_jiffies(ms);
+        // SAFETY: `work` is initialised (type invariant) and the queue is
+        // live (it came from a `&Queue`).
         unsafe {
-            bindings::queue_work_on(
-                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
-                wq,
-                self.work.get(),
-            )
+            bindings::queue_delayed_work_on(ANY_CPU, raw_queue(queue), self.work.get(), delay)
         }
     }
 
-    /// Cancels the work if pending and waits for a running instance; also
-    /// stops a work that requeues itself. True if it was pending.
+    /// Makes the work run now on `queue`: queued if idle, brought forward
+    /// if it was due later, queued again if it is running.
+    pub(crate) fn run_now(&self, queue: &Queue) {
+        // SAFETY: As in `queue_after`.
+        unsafe { bindings::mod_delayed_work_on(ANY_CPU, raw_queue(queue), self.work.get(), 0) };
+    }
+
+    /// Cancels the work (and its timer) if pending and waits for a running
+    /// instance; also stops a work that requeues itself. True if it was
+    /// pending.
     pub(crate) fn cancel_sync(&self) -> bool {
         // SAFETY: `work` is initialised (type invariant).
-        unsafe { bindings::cancel_work_sync(self.work.get()) }
+        unsafe { bindings::cancel_delayed_work_sync(self.work.get()) }
     }
 }
 
@@ -95,7 +134,7 @@ impl<T, const ID: u64> PinnedDrop for RawWork<T, ID> {
     fn drop(self: Pin<&mut Self>) {
         // SAFETY: `work` is initialised (type invariant); cancelling an idle
         // work is a no-op.
-        unsafe { bindings::cancel_work_sync(self.work.get()) };
+        unsafe { bindings::cancel_delayed_work_sync(self.work.get()) };
     }
 }
 
@@ -104,8 +143,10 @@ impl<T, const ID: u64> PinnedDrop for RawWork<T, ID> {
 /// Called by the workqueue core with a `work_struct` initialised by
 /// `RawWork::<T, ID>::new`, inside a live `T`.
 unsafe extern "C" fn work_fn<T: Worker<ID>, const ID: u64>(work: *mut bindings::work_struct) {
-    // SAFETY: By the `RawWork` invariant the work sits at `T::OFFSET` in a
-    // `T` that is alive until the work is cancelled (which waits for us).
+    // SAFETY: By the `RawWork` invariant the work (the first field of the
+    // `delayed_work`, itself the first of the `RawWork`) sits at `T::OFFSET`
+    // in a `T` that is alive until the work is cancelled (which waits for
+    // us).
     let t = unsafe { T::container_of(work.cast::<RawWork<T, ID>>()) };
     t.run();
 }

@@ -344,6 +344,49 @@ fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
     g.shutdown()
 }
 
+/// Held at the floor, balloon_rs looks again every second from a delayed
+/// work, with no worker asleep in the driver meanwhile: in 30 samples
+/// 200 ms apart a worker of the freezable queue is in uninterruptible sleep
+/// at most 3 times (one sleeping out each second, as before, was in 30 of
+/// 30), while the re-checks go on (`floor_holds` grows by at least 3).
+#[test]
+fn balloon_rs_waits_at_the_floor_without_a_sleeping_worker() -> Result<()> {
+    let mut g = Guest::boot(config("floor-idle", Driver::BalloonRs)?)?;
+    g.sh("insmod /lib/modules/balloon_rs.ko floor_mib=300")?;
+    g.qmp().set_guest_size(64 * MIB)?;
+    let deadline = Instant::now() + SETTLE;
+    while g.balloon_rs_status()?.get("floor_holds")? == 0 {
+        ensure!(Instant::now() < deadline, "never held at the floor");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let holds = g.balloon_rs_status()?.get("floor_holds")?;
+    let sample = "n=0; for p in /proc/[0-9]*; do case \"$(cat $p/comm 2>/dev/null)\" in \
+                  *+events_freezable*) [ \"$(cut -d' ' -f3 $p/stat 2>/dev/null)\" = D ] && n=$((n+1));; \
+                  esac; done; echo $n";
+    let mut asleep = 0;
+    for _ in 0..30 {
+        if g.sh(sample)?.trim() != "0" {
+            asleep += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rechecks = g.balloon_rs_status()?.get("floor_holds")? - holds;
+    println!("a freezable worker asleep in {asleep} of 30 samples; {rechecks} floor re-checks");
+    ensure!(
+        asleep <= 3,
+        "a freezable worker was asleep in {asleep} of 30 samples at the floor"
+    );
+    ensure!(
+        rechecks >= 3,
+        "only {rechecks} floor re-checks in the samples' time"
+    );
+    let size = g.config.mem_mib;
+    g.qmp().set_guest_size(size * MIB)?;
+    g.unload(Driver::BalloonRs)?;
+    g.shutdown()
+}
+
 /// The `floor_mib` parameter: inflation stops with that much memory still
 /// available, says so (rate-limited), and reports the `actual` it reached.
 #[test]
