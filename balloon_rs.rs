@@ -929,8 +929,7 @@ impl Balloon {
             Step::Floor => {
                 // Held at the floor for as long as the host insists: that
                 // must not keep the system from suspending (C has no floor),
-                // nor a worker asleep: look again in a while (a config
-                // change brings the work forward).
+                // nor a worker asleep: look again in a while.
                 self.finish_wakeup_event();
                 if !self.stop.load(Relaxed) {
                     self.size_work
@@ -1526,8 +1525,10 @@ impl virtio::Driver for BalloonDriver {
         b.shared.config_changes.fetch_add(1, Relaxed);
         if !b.stop.load(Relaxed) {
             b.start_wakeup_event(WAKEUP_ADJUST);
-            // Now, even if a re-check at the floor is due later.
-            b.size_work.run_now(workqueue::system_freezable());
+            // Pending already if a re-check at the floor is due: the new
+            // target is read then (within a second, as when the worker
+            // slept at the floor).
+            b.queue_size_work();
             if let Some(h) = &b.hinting {
                 // Read the command id again; queue a round unless one is
                 // already due (C's config_read_bitmap).

@@ -113,13 +113,6 @@ impl<T: Worker<ID>, const ID: u64> RawWork<T, ID> {
         }
     }
 
-    /// Makes the work run now on `queue`: queued if idle, brought forward
-    /// if it was due later, queued again if it is running.
-    pub(crate) fn run_now(&self, queue: &Queue) {
-        // SAFETY: As in `queue_after`.
-        unsafe { bindings::mod_delayed_work_on(ANY_CPU, raw_queue(queue), self.work.get(), 0) };
-    }
-
     /// Cancels the work (and its timer) if pending and waits for a running
     /// instance; also stops a work that requeues itself. True if it was
     /// pending.
