@@ -1216,6 +1216,7 @@ impl balloon_compaction::Migrate for Balloon {
             return Err(EAGAIN);
         };
         if inner.queues.is_none() || inner.out.in_flight() {
+            self.shared.migrations_busy.fetch_add(1, Relaxed);
             return Err(EAGAIN);
         }
         let (new_pfn, old_pfn) = (m.new_pfn(), m.old_pfn());
