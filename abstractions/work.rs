@@ -136,10 +136,9 @@ impl<T, const ID: u64> PinnedDrop for RawWork<T, ID> {
 /// Called by the workqueue core with a `work_struct` initialised by
 /// `RawWork::<T, ID>::new`, inside a live `T`.
 unsafe extern "C" fn work_fn<T: Worker<ID>, const ID: u64>(work: *mut bindings::work_struct) {
-    // SAFETY: By the `RawWork` invariant the work (the first field of the
-    // `delayed_work`, itself the first of the `RawWork`) sits at `T::OFFSET`
-    // in a `T` that is alive until the work is cancelled (which waits for
-    // us).
+    // SAFETY: By the `RawWork` invariant the work (first in `delayed_work`,
+    // first in `RawWork`) is at `T::OFFSET` in a `T` alive until the work
+    // is cancelled, which waits for us.
     let t = unsafe { T::container_of(work.cast::<RawWork<T, ID>>()) };
     t.run();
 }

@@ -8,7 +8,7 @@ use qemu_test::{ensure, Driver, Guest, GuestConfig, Result, MIB};
 use std::time::Duration;
 
 mod common;
-use common::{inject, kmemleak_clean, memory_back, resize};
+use common::{baseline, inject, kmemleak_clean, memory_back, resize};
 
 const DRIVER: Driver = Driver::BalloonRs;
 const BIND: &str = "/sys/bus/virtio/drivers/balloon_rs";
@@ -20,9 +20,18 @@ fn compact(g: &mut Guest, times: u32) -> Result<()> {
     Ok(())
 }
 
-/// Lines of the kernel log that contain `text`.
+/// The lines of the kernel log that contain `text`.
+fn dmesg_lines(g: &mut Guest, text: &str) -> Result<Vec<String>> {
+    Ok(g.sh("dmesg")?
+        .lines()
+        .filter(|l| l.contains(text))
+        .map(str::to_string)
+        .collect())
+}
+
+/// How many lines of the kernel log contain `text`.
 fn dmesg_count(g: &mut Guest, text: &str) -> Result<usize> {
-    Ok(g.sh("dmesg")?.lines().filter(|l| l.contains(text)).count())
+    Ok(dmesg_lines(g, text)?.len())
 }
 
 /// Each step of probe fails in turn (`fail_probe`, one fault per bind, its
@@ -49,10 +58,7 @@ fn each_probe_step_failing_cleans_up_and_the_next_probe_works() -> Result<()> {
     let mut g = Guest::boot(cfg)?;
     let size = g.config.mem_mib;
     g.load(DRIVER)?;
-    let base = {
-        let m = g.meminfo()?;
-        (m.kib("MemTotal")?, m.kib("MemFree")?)
-    };
+    let base = baseline(&mut g)?;
     let dev = g.sh(&format!("basename $(readlink {BIND}/virtio*)"))?;
     let dev = dev.trim().to_string();
     let _ = g.run("echo clear > /sys/kernel/debug/kmemleak")?;
@@ -65,13 +71,14 @@ fn each_probe_step_failing_cleans_up_and_the_next_probe_works() -> Result<()> {
         inject(&mut g, "fail_probe", 100, 1, steps.len() as u64 + 1)?;
         let before = dmesg_count(&mut g, "probe fails at")?;
         let bind = g.run(&format!("echo {dev} > {BIND}/bind"))?;
-        let log = g.sh("dmesg | grep 'probe fails at' | tail -1")?;
-        if dmesg_count(&mut g, "probe fails at")? == before {
+        let after = dmesg_lines(&mut g, "probe fails at")?;
+        if after.len() == before {
             ensure!(bind.code == 0, "bind failed without a fault: {}", bind.text);
             break;
         }
-        let step = log
-            .trim()
+        let step = after
+            .last()
+            .map_or("", |l| l.trim())
             .rsplit("probe fails at ")
             .next()
             .unwrap_or("")
@@ -156,10 +163,7 @@ fn migration_while_the_host_refuses_requests_keeps_every_page() -> Result<()> {
     let mut g = Guest::boot(GuestConfig::new("refused-migrate")?)?;
     let size = g.config.mem_mib;
     g.load(DRIVER)?;
-    let base = {
-        let m = g.meminfo()?;
-        (m.kib("MemTotal")?, m.kib("MemFree")?)
-    };
+    let base = baseline(&mut g)?;
     g.sh("dd if=/dev/zero of=/tmp/a bs=1M count=64 2>/dev/null")?;
     resize(&mut g, size / 2)?;
     g.sh("rm /tmp/a")?;

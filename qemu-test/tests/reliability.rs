@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{
-    held_at_floor, inject, kmemleak_clean, memory_back, resize, responsive, short_pcp_lists,
-    start_workload, xorshift, SETTLE,
+    baseline, held_at_floor, inject, kmemleak_clean, memory_back, resize, responsive,
+    short_pcp_lists, start_workload, xorshift, SETTLE,
 };
 
 qemu_test::both_drivers!(
@@ -21,12 +21,6 @@ qemu_test::both_drivers!(
 
 fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
     GuestConfig::new(&format!("{test}-{driver}"))
-}
-
-/// MemTotal and MemFree (KiB) with the driver loaded and the balloon empty.
-fn baseline(g: &mut Guest) -> Result<(u64, u64)> {
-    let m = g.meminfo()?;
-    Ok((m.kib("MemTotal")?, m.kib("MemFree")?))
 }
 
 /// rmmod while the driver is inflating 3/4 of the guest: the module goes,

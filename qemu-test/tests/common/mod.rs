@@ -164,3 +164,9 @@ pub fn stop_workload(g: &mut Guest) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// MemTotal and MemFree (KiB) with the driver loaded and the balloon empty.
+pub fn baseline(g: &mut Guest) -> Result<(u64, u64)> {
+    let m = g.meminfo()?;
+    Ok((m.kib("MemTotal")?, m.kib("MemFree")?))
+}
