@@ -26,7 +26,7 @@ GUEST_TARGET = x86_64-unknown-linux-gnu
 GUEST_BIN = target/$(GUEST_TARGET)/release/balloon-guest
 
 .PHONY: all module setup kernel kernel-debug clippy rustfmt rustfmtcheck guest \
-	test test-unit test-guest test-host test-debug test-reliability module-debug bench run demo simulate readme clean help
+	test test-unit test-guest test-host test-debug test-reliability module-debug bench run inflate compare demo simulate readme clean help
 
 all: module
 
@@ -130,6 +130,15 @@ bench: kernel module guest
 
 run: kernel module guest
 	cargo run -q -p qemu-test --bin balloon-run -- $(RUN_ARGS)
+
+# For scripts: boot a guest, set targets, print the result (text or --json),
+# exit non-zero if a target is missed or the console has a kernel report.
+inflate: kernel module guest
+	cargo run -q --release -p qemu-test --bin balloon-inflate -- $(or $(INFLATE_ARGS),--help)
+
+# For reviewers: every driver scenario against both drivers, one table.
+compare: kernel module guest
+	cargo run -q --release -p qemu-test --bin balloon-compare -- $(COMPARE_ARGS)
 
 # The main job: three 512 MiB guests on a 1 GiB host, managed by balloon-host.
 demo: kernel module guest

@@ -79,12 +79,23 @@ impl Artifacts {
     /// `build/kernel`), `BALLOON_RS_MODULE`, `BALLOON_RS_GUEST_BIN`,
     /// `BALLOON_RS_BUSYBOX`, `BALLOON_RS_QEMU`.
     pub fn locate() -> Result<Self> {
+        Self::locate_with(None, None)
+    }
+
+    /// Like [`Artifacts::locate`], with the kernel build directory (its
+    /// `bzImage` and C `virtio_balloon.ko`) and the balloon_rs module given
+    /// explicitly where `Some`.
+    pub fn locate_with(kdir: Option<&Path>, module: Option<&Path>) -> Result<Self> {
         let root = repo_root();
-        let kdir = env_or("BALLOON_RS_KDIR", root.join("build/kernel"));
+        let kdir = kdir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| env_or("BALLOON_RS_KDIR", root.join("build/kernel")));
         let a = Artifacts {
             kernel: kdir.join("arch/x86/boot/bzImage"),
             c_driver: kdir.join("drivers/virtio/virtio_balloon.ko"),
-            balloon_rs: env_or("BALLOON_RS_MODULE", root.join("balloon_rs.ko")),
+            balloon_rs: module
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| env_or("BALLOON_RS_MODULE", root.join("balloon_rs.ko"))),
             guest_bin: env_or(
                 "BALLOON_RS_GUEST_BIN",
                 root.join("target/x86_64-unknown-linux-gnu/release/balloon-guest"),

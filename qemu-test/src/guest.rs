@@ -74,6 +74,9 @@ pub struct GuestConfig {
     /// QEMU machine type (`-machine`), or QEMU's default (i440fx `pc`);
     /// `BALLOON_RS_MACHINE` sets it for a whole run.
     pub machine: Option<String>,
+    /// What to boot; `None`: [`Artifacts::locate`] (the environment's or
+    /// the repository's build).
+    pub artifacts: Option<Artifacts>,
     /// Accelerator.
     pub accel: Accel,
     /// A driver probe failure in the console is expected (fault injection):
@@ -107,6 +110,7 @@ impl GuestConfig {
             machine: std::env::var("BALLOON_RS_MACHINE")
                 .ok()
                 .filter(|m| !m.is_empty()),
+            artifacts: None,
             accel: Accel::from_env()?,
             expect_probe_failure: false,
             cgroup_procs: None,
@@ -255,7 +259,10 @@ impl Guest {
     /// Starts QEMU for `config` with `extra` arguments, in a fresh directory,
     /// and connects to its QMP socket and agent socket.
     fn start(config: GuestConfig, extra: &[String]) -> Result<Self> {
-        let artifacts = Artifacts::locate()?;
+        let artifacts = match &config.artifacts {
+            Some(a) => a.clone(),
+            None => Artifacts::locate()?,
+        };
         let dir = guest_dir(&config.name)?;
         write_initramfs(&artifacts, &dir)?;
         let log =
@@ -526,6 +533,20 @@ impl Guest {
         Ok(BalloonRsStatus::parse(
             self.sh("cat /sys/kernel/debug/balloon_rs/virtio*/status")?,
         ))
+    }
+
+    /// Feature bit `bit` as the guest negotiated it (sysfs `features` of
+    /// the balloon device, `virtio0`).
+    pub fn feature(&mut self, bit: usize) -> Result<bool> {
+        let f = self.sh("cat /sys/bus/virtio/devices/virtio0/features")?;
+        let f = f.trim();
+        match f.as_bytes().get(bit) {
+            Some(b) => Ok(*b == b'1'),
+            None => Err(Error::Parse {
+                what: "virtio features".into(),
+                detail: format!("no bit {bit} in {f:?}"),
+            }),
+        }
     }
 
     /// The driver bound to the balloon device, if any (from sysfs).

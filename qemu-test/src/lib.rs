@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod artifacts;
+pub mod compare;
 pub mod error;
 pub mod guest;
 pub mod initramfs;
@@ -18,6 +19,7 @@ pub mod logscan;
 pub mod procfs;
 pub mod qmp;
 pub mod readme;
+pub mod steps;
 
 pub use artifacts::{Artifacts, Driver};
 pub use error::{Error, Result};

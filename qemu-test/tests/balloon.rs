@@ -6,9 +6,8 @@
 //! Tolerances are stated where they are used. Every test ends with
 //! `Guest::shutdown`, which fails on kernel warnings in the console log.
 
-use qemu_test::procfs::MemInfo;
+use qemu_test::steps::{compact_until_migrated, fresh_stats};
 use qemu_test::{ensure, Driver, Error, Guest, GuestConfig, Result, MIB};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -145,26 +144,6 @@ fn stats_over_qmp_match_meminfo_and_follow_page_cache(driver: Driver) -> Result<
     g.shutdown()
 }
 
-/// Waits for a guest-stats update newer than now; returns it with meminfo
-/// read right after.
-fn fresh_stats(g: &mut Guest) -> Result<(BTreeMap<String, u64>, MemInfo)> {
-    let start = g.qmp().guest_stats()?.last_update;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = g.qmp().guest_stats()?;
-        if s.last_update > start && s.last_update != 0 {
-            let m = g.meminfo()?;
-            return Ok((s.stats, m));
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "guest stats never updated (last-update {})",
-            s.last_update
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// With deflate-on-oom and the balloon holding 3/4 of memory (or, on a
 /// kernel that keeps more for itself — the debug kernel's KASAN shadow —
 /// all but 96 MiB of what the guest has available), a workload that needs
@@ -239,24 +218,9 @@ fn compaction_migrates_balloon_pages(driver: Driver) -> Result<()> {
     start_workload(&mut g, size * 2 / 10, "--content random --hold 0")?;
     resize(&mut g, size * 7 / 10)?;
     stop_workload(&mut g)?;
-    let before = g.vmstat()?.get("balloon_migrate")?;
     // Where the allocator put the balloon's pages against the free ones is
-    // chance: if three compactions move none, shuffle free memory with a
-    // short workload and compact again (at most four rounds).
-    let mut after = before;
-    for round in 0..4 {
-        if round > 0 {
-            start_workload(&mut g, size / 10, "--content random --hold 0")?;
-            stop_workload(&mut g)?;
-        }
-        for _ in 0..3 {
-            g.sh("echo 1 > /proc/sys/vm/compact_memory")?;
-        }
-        after = g.vmstat()?.get("balloon_migrate")?;
-        if after > before {
-            break;
-        }
-    }
+    // chance: up to four rounds of three compactions, shuffled in between.
+    let (before, after, _) = compact_until_migrated(&mut g, 4)?;
     if after == before {
         let why = match driver {
             Driver::BalloonRs => g.balloon_rs_status()?.text,

@@ -13,41 +13,15 @@ qemu_test::both_drivers!(
 );
 
 mod common;
-use common::{start_workload, stop_workload};
+use common::rss_drop_after_free;
 
 fn config(test: &str, driver: Driver) -> Result<GuestConfig> {
     GuestConfig::new(&format!("{test}-{driver}"))
 }
 
-/// Feature bit `bit` as the guest negotiated it (sysfs `features`).
-fn feature(g: &mut Guest, bit: usize) -> Result<bool> {
-    let f = g.sh("cat /sys/bus/virtio/devices/virtio0/features")?;
-    let f = f.trim();
-    ensure!(f.len() > bit, "features string too short: {f:?}");
-    Ok(&f[bit..=bit] == "1")
-}
-
 const F_FREE_PAGE_HINT: usize = 3;
 const F_PAGE_POISON: usize = 4;
 const F_REPORTING: usize = 5;
-
-/// How far QEMU's RSS falls within [`REPORT_WINDOW`] after the guest frees
-/// half its memory. The peak is read while the workload still holds the
-/// memory: read after it exits, a slow guest has already given part of it
-/// back and the fall looks smaller than it was.
-fn rss_drop_after_free(g: &mut Guest, enough_mib: u64) -> Result<u64> {
-    let half = g.config.mem_mib / 2;
-    start_workload(g, half, "--content random --hold 0")?;
-    let peak = g.rss_kib()?;
-    stop_workload(g)?;
-    let deadline = Instant::now() + REPORT_WINDOW;
-    let mut low = peak;
-    while Instant::now() < deadline && peak.saturating_sub(low) / 1024 < enough_mib {
-        std::thread::sleep(Duration::from_millis(500));
-        low = low.min(g.rss_kib()?);
-    }
-    Ok(peak.saturating_sub(low) / 1024)
-}
 
 /// How long freed memory may take to leave QEMU's RSS: about 10 s with a
 /// normal guest, longer with the debug kernel (KASAN, DEBUG_PAGEALLOC) under
@@ -62,9 +36,9 @@ fn free_page_reporting_gives_freed_memory_back_to_the_host(driver: Driver) -> Re
     cfg.balloon_props.push("free-page-reporting=on".into());
     let mut g = Guest::boot(cfg)?;
     g.load(driver)?;
-    ensure!(feature(&mut g, F_REPORTING)?, "REPORTING not negotiated");
+    ensure!(g.feature(F_REPORTING)?, "REPORTING not negotiated");
     let quarter = g.config.mem_mib / 4;
-    let dropped = rss_drop_after_free(&mut g, quarter)?;
+    let dropped = rss_drop_after_free(&mut g, quarter, REPORT_WINDOW)?;
     // What the guest says it reported tells a slow host from a silent guest.
     let reported = if driver == Driver::BalloonRs {
         format!(
@@ -92,11 +66,11 @@ fn without_reporting_freed_memory_stays_resident() -> Result<()> {
     let mut g = Guest::boot(config("noreport", Driver::BalloonRs)?)?;
     g.load(Driver::BalloonRs)?;
     ensure!(
-        !feature(&mut g, F_REPORTING)?,
+        !g.feature(F_REPORTING)?,
         "REPORTING negotiated without the device offering it"
     );
     let quarter = g.config.mem_mib / 4;
-    let dropped = rss_drop_after_free(&mut g, quarter)?;
+    let dropped = rss_drop_after_free(&mut g, quarter, REPORT_WINDOW)?;
     ensure!(
         dropped < quarter,
         "QEMU RSS fell by {dropped} MiB without reporting"
@@ -119,14 +93,14 @@ fn page_poison_is_negotiated_as_c_does_and_contents_survive(driver: Driver) -> R
         cfg.balloon_props.push("free-page-reporting=on".into());
         let mut g = Guest::boot(cfg)?;
         g.load(driver)?;
-        let got = feature(&mut g, F_PAGE_POISON)?;
+        let got = g.feature(F_PAGE_POISON)?;
         ensure!(
             got == poison,
             "{driver} with '{args}': PAGE_POISON negotiated = {got}, expected {poison}"
         );
         // QEMU offers PAGE_POISON, so REPORTING stays in every case.
         ensure!(
-            feature(&mut g, F_REPORTING)?,
+            g.feature(F_REPORTING)?,
             "{driver} with '{args}': REPORTING dropped"
         );
         if poison {
@@ -221,7 +195,7 @@ fn free_page_hints_during_migration_are_all_given_back(driver: Driver) -> Result
     let mut g = Guest::boot(cfg)?;
     g.load(driver)?;
     ensure!(
-        feature(&mut g, F_FREE_PAGE_HINT)?,
+        g.feature(F_FREE_PAGE_HINT)?,
         "FREE_PAGE_HINT not negotiated"
     );
     let free0 = g.meminfo()?.mib("MemFree")?;

@@ -1,30 +1,39 @@
 //! `make run`: boot an interactive guest with both balloon modules.
 //!
 //! The console is this terminal (Ctrl-A X quits QEMU); QMP and the agent
-//! listen on sockets in the directory printed at start.
+//! listen on sockets in the directory printed at start. For scripts, use
+//! `balloon-inflate`.
 
+use clap::Parser;
 use qemu_test::guest::{guest_dir, write_initramfs, GuestConfig};
 use qemu_test::{Artifacts, Result};
 use std::os::unix::process::CommandExt;
 
+#[derive(Parser)]
+#[command(
+    about = "Boot an interactive guest with balloon_rs.ko and virtio_balloon.ko in /lib/modules"
+)]
+struct Args {
+    /// Guest memory in MiB (default BALLOON_RS_GUEST_MIB or 512).
+    #[arg(long)]
+    mem: Option<u64>,
+    /// Extra virtio-balloon-pci property, e.g. deflate-on-oom=on (repeatable).
+    #[arg(long = "balloon", value_name = "PROP=VALUE")]
+    balloon_props: Vec<String>,
+    /// Extra kernel command line.
+    #[arg(long, value_name = "ARGS")]
+    append: Option<String>,
+}
+
 fn main() -> Result<()> {
+    let args = Args::parse();
     let mut config = GuestConfig::new("run")?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match (a.as_str(), it.next()) {
-            ("--mem", Some(v)) => {
-                config.mem_mib = v
-                    .parse()
-                    .map_err(|e| qemu_test::Error::Check(format!("--mem: {e}")))?
-            }
-            ("--balloon", Some(v)) => config.balloon_props.push(v.clone()),
-            ("--append", Some(v)) => config.kernel_args = v.clone(),
-            _ => {
-                eprintln!("usage: balloon-run [--mem MIB] [--balloon PROP=VALUE]... [--append KERNEL_ARGS]");
-                std::process::exit(2);
-            }
-        }
+    if let Some(mem) = args.mem {
+        config.mem_mib = mem;
+    }
+    config.balloon_props = args.balloon_props;
+    if let Some(append) = args.append {
+        config.kernel_args = append;
     }
     let artifacts = Artifacts::locate()?;
     let dir = guest_dir("run")?;

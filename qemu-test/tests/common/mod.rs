@@ -2,24 +2,12 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
-use qemu_test::{ensure, Driver, Guest, Result, MIB};
+#[allow(unused_imports)] // each test file uses its own subset
+pub use qemu_test::steps::{
+    baseline, resize, rss_drop_after_free, start_workload, stop_workload, SETTLE,
+};
+use qemu_test::{ensure, Driver, Guest, Result};
 use std::time::{Duration, Instant};
-
-/// How long a balloon may take to reach a target under TCG on a busy host.
-pub const SETTLE: Duration = Duration::from_secs(180);
-
-/// Sets the guest size and waits until `actual` is exactly that.
-pub fn resize(g: &mut Guest, guest_mib: u64) -> Result<()> {
-    g.qmp().set_guest_size(guest_mib * MIB)?;
-    let (reached, actual) = g.qmp().wait_guest_size(guest_mib * MIB, SETTLE)?;
-    ensure!(
-        reached,
-        "actual {} MiB never reached the {guest_mib} MiB target in {} s",
-        actual / MIB,
-        SETTLE.as_secs()
-    );
-    Ok(())
-}
 
 /// Checks that every page came back: MemTotal exactly `baseline.0` KiB, and
 /// MemFree within `slack_mib` of `baseline.1` KiB once the per-cpu lists
@@ -135,38 +123,4 @@ pub fn inject(g: &mut Guest, name: &str, probability: u32, times: i64, space: u6
          echo {times} > {f}/times; echo {probability} > {f}/probability"
     ))?;
     Ok(())
-}
-
-/// Starts `balloon-guest workload --mib {mib} {args}` in the background
-/// (log in `/tmp/w.log`, pid in `/tmp/w.pid`) and waits until it has touched
-/// all its memory.
-pub fn start_workload(g: &mut Guest, mib: u64, args: &str) -> Result<()> {
-    g.sh(&format!(
-        "balloon-guest workload --mib {mib} {args} >/tmp/w.log 2>&1 & echo $! >/tmp/w.pid"
-    ))?;
-    let deadline = Instant::now() + SETTLE;
-    while !g.sh("cat /tmp/w.log")?.contains("workload: touched") {
-        ensure!(
-            Instant::now() < deadline,
-            "the workload never filled its memory: {}",
-            g.sh("cat /tmp/w.log")?
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
-/// Kills the workload [`start_workload`] started and waits until it is
-/// gone (its memory freed).
-pub fn stop_workload(g: &mut Guest) -> Result<()> {
-    g.sh(
-        "kill $(cat /tmp/w.pid); while kill -0 $(cat /tmp/w.pid) 2>/dev/null; do sleep 0.2; done",
-    )?;
-    Ok(())
-}
-
-/// MemTotal and MemFree (KiB) with the driver loaded and the balloon empty.
-pub fn baseline(g: &mut Guest) -> Result<(u64, u64)> {
-    let m = g.meminfo()?;
-    Ok((m.kib("MemTotal")?, m.kib("MemFree")?))
 }
