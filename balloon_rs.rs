@@ -72,7 +72,7 @@ use kernel::sync::{
 };
 use lock::IrqSpinLock;
 use mm::PAGE_SHIFT;
-use page_pool::{Batch, PagePool, EMPTY_BATCH};
+use page_pool::{AllocCounts, Batch, Incoming, PagePool, EMPTY_BATCH};
 use policy::PFNS_PER_BATCH;
 use request::OutBufs;
 use stats::{StatsQueue, NR_STATS};
@@ -177,6 +177,14 @@ struct Shared {
     pages_inflated: AtomicU64,
     pages_deflated: AtomicU64,
     alloc_failures: AtomicU64,
+    /// Pages inflated from PMD-order blocks, fallback-order blocks and
+    /// single pages.
+    inflated_by_order: [AtomicU64; 3],
+    /// Block allocations that failed and fell back to a smaller order.
+    order_fallbacks: AtomicU64,
+    /// Where inflation and deflation spend their time, in ns (see
+    /// [`Phase`]).
+    phase_ns: [AtomicU64; Phase::COUNT],
     floor_holds: AtomicU64,
     oom_deflates: AtomicU64,
     oom_pages: AtomicU64,
@@ -202,6 +210,52 @@ struct Shared {
     last_floor_log_ms: AtomicU64,
     last_broken_log_ms: AtomicU64,
     last_oom_ms: AtomicU64,
+}
+
+/// The parts of inflating and deflating whose time debugfs shows per MiB.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Allocating the pages of a batch.
+    InflateAlloc = 0,
+    /// Putting them on the balloon list (and out of MemTotal).
+    InflateEnqueue,
+    /// Writing the PFNs, queueing the request, waiting for the host's ack.
+    InflateHost,
+    /// Taking pages off the balloon list.
+    DeflateDequeue,
+    /// Telling the host.
+    DeflateHost,
+    /// Giving the pages back to the allocator.
+    DeflateRelease,
+}
+
+impl Phase {
+    const COUNT: usize = 6;
+    const NAMES: [&'static str; Self::COUNT] = [
+        "inflate_alloc",
+        "inflate_enqueue",
+        "inflate_host",
+        "deflate_dequeue",
+        "deflate_host",
+        "deflate_release",
+    ];
+}
+
+impl Shared {
+    /// Adds the time since `start_ns` to `phase`; returns now.
+    fn time(&self, phase: Phase, start_ns: u64) -> u64 {
+        let now = mm::now_ns();
+        self.phase_ns[phase as usize].fetch_add(now.saturating_sub(start_ns), Relaxed);
+        now
+    }
+
+    /// Counts where a batch's pages came from.
+    fn count_alloc(&self, counts: &AllocCounts) {
+        for (c, n) in self.inflated_by_order.iter().zip(counts.by_order) {
+            c.fetch_add(n, Relaxed);
+        }
+        self.order_fallbacks.fetch_add(counts.fallbacks, Relaxed);
+    }
 }
 
 /// Feature bits as debugfs names them.
@@ -268,6 +322,26 @@ impl debugfs::Show for Shared {
             let v = if name.ends_with("_mib") { v >> 20 } else { v };
             writeln!(out, "{name}: {v}")?;
         }
+        let orders = [balloon_compaction::PMD_ORDER, policy::FALLBACK_ORDER, 0];
+        for (order, c) in orders.iter().zip(&self.inflated_by_order) {
+            writeln!(out, "inflated_order_{order}: {}", c.load(Relaxed))?;
+        }
+        writeln!(
+            out,
+            "order_fallbacks: {}",
+            self.order_fallbacks.load(Relaxed)
+        )?;
+        // Time per MiB moved (4 KiB balloon pages: 256 per MiB).
+        let per_mib = |ns: u64, pages: u64| (ns * 256).checked_div(pages).unwrap_or(0);
+        let (inflated, deflated) = (
+            self.pages_inflated.load(Relaxed),
+            self.pages_deflated.load(Relaxed),
+        );
+        for (i, name) in Phase::NAMES.iter().enumerate() {
+            let pages = if i < 3 { inflated } else { deflated };
+            let ns = self.phase_ns[i].load(Relaxed);
+            writeln!(out, "{name}_ns_per_mib: {}", per_mib(ns, pages))?;
+        }
         if self.stats_valid.load(Relaxed) {
             for (name, v) in stats::TAG_NAMES.iter().zip(self.last_stats.iter()) {
                 writeln!(out, "stat_{name}: {}", v.load(Relaxed))?;
@@ -297,10 +371,6 @@ struct Inner {
     /// Allocation failures in a row (for the back-off).
     failures: u32,
 }
-
-/// Pages allocated for one inflate request (a fixed array: no per-page
-/// allocation of the driver's own).
-type Incoming = Batch;
 
 /// The stats queue and its scratch space.
 struct StatsState {
@@ -696,11 +766,16 @@ impl Balloon {
         }
     }
 
-    /// Allocates up to `allowed` pages into `incoming`, without the balloon
-    /// lock (as C's `fill_balloon()`: the OOM notifier and compaction never
-    /// wait behind the page allocator); returns how many.
-    fn alloc_batch(&self, incoming: &mut Incoming, allowed: u64) -> usize {
-        let count = PagePool::alloc_batch(incoming, allowed, &FAIL_ALLOC);
+    /// Allocates up to `allowed` pages into `incoming`'s batch, without the
+    /// balloon lock (as C's `fill_balloon()`: the OOM notifier and
+    /// compaction never wait behind the page allocator), in blocks of the
+    /// PMD order where `want` (pages the target still needs) and `room`
+    /// (new pages the floor allows) leave space for one; returns how many.
+    fn alloc_batch(&self, incoming: &mut Incoming, allowed: u64, want: u64, room: u64) -> usize {
+        let start = mm::now_ns();
+        let (count, counts) = incoming.alloc_batch(allowed, want, room, &FAIL_ALLOC);
+        self.shared.time(Phase::InflateAlloc, start);
+        self.shared.count_alloc(&counts);
         if (count as u64) < allowed {
             self.shared.alloc_failures.fetch_add(1, Relaxed);
         }
@@ -714,7 +789,9 @@ impl Balloon {
     /// allocator. Returns whether they were inflated.
     fn inflate_batch(&self, incoming: &mut Incoming, count: usize, short: bool) -> bool {
         let adjust = !self.features.deflate_on_oom;
+        let incoming = &mut incoming.batch;
         let mut inner = self.inner.lock();
+        let start = mm::now_ns();
         inner.failures = if short {
             inner.failures.saturating_add(1)
         } else {
@@ -742,10 +819,13 @@ impl Balloon {
             PagePool::release_batch(incoming, false);
             return false;
         }
+        let queued = self.shared.time(Phase::InflateHost, start);
         // On the list (and movable) from here; migration cannot touch them
         // before the host's ack because it needs the balloon lock.
         self.pool.enqueue_batch(incoming, adjust);
+        let enqueued = self.shared.time(Phase::InflateEnqueue, queued);
         self.settle_inflate(&mut inner, (count * PER_PAGE as usize) as u64);
+        self.shared.time(Phase::InflateHost, enqueued);
         true
     }
 
@@ -761,6 +841,15 @@ impl Balloon {
         }
         // Only the size work inflates: `incoming` is never contended.
         let mut incoming = self.incoming.lock();
+        let step = self.fill_batches(&mut incoming, target);
+        // What is left of a block the target or the floor cut short goes
+        // back now: pages are never held outside the balloon between runs.
+        incoming.finish();
+        step
+    }
+
+    /// The batches of one [`Balloon::fill`].
+    fn fill_batches(&self, incoming: &mut Incoming, target: u64) -> Step {
         let mut step = Step::Floor;
         for batch in 0..FILL_BATCHES {
             let (held, has_queues) = {
@@ -777,18 +866,20 @@ impl Balloon {
             let snap = mm::mem_snapshot();
             let floor = self.floor_pages(&snap, held);
             self.shared.available_pages.store(snap.available, Relaxed);
-            let allowed = policy::inflate_allowance(
-                snap.available,
-                floor,
-                policy::batch_pages(target - held, PAGE_SHIFT),
-            );
+            // Pages the target still needs, new pages the floor allows
+            // (those left from a block were counted when it was taken), and
+            // this batch's share.
+            let want = (target - held) / PER_PAGE;
+            let room = policy::inflate_allowance(snap.available, floor, want);
+            let allowed =
+                policy::batch_pages(target - held, PAGE_SHIFT).min(incoming.carried() + room);
             if allowed == 0 {
                 if batch == 0 {
                     self.note_floor(held, &snap, floor);
                 }
                 break;
             }
-            let count = self.alloc_batch(&mut incoming, allowed);
+            let count = self.alloc_batch(incoming, allowed, want, room);
             // Any shortfall backs off (C sleeps 200 ms after any allocation
             // failure): a guest near exhaustion must not spin.
             let short = (count as u64) < allowed;
@@ -798,7 +889,7 @@ impl Balloon {
                 step = Step::NoMemory;
                 break;
             }
-            if !self.inflate_batch(&mut incoming, count, short) {
+            if !self.inflate_batch(incoming, count, short) {
                 step = Step::NoMemory;
                 break;
             }
@@ -834,7 +925,9 @@ impl Balloon {
         let Some(pfns) = out.next_mut() else {
             return 0;
         };
+        let start = mm::now_ns();
         let count = self.pool.dequeue_batch(leaving, pages);
+        let dequeued = self.shared.time(Phase::DeflateDequeue, start);
         for (slot, page) in leaving.iter().enumerate() {
             if let Some(page) = page {
                 self.set_pfns(pfns, slot, page.pfn());
@@ -846,6 +939,7 @@ impl Balloon {
         let n = count * PER_PAGE as usize;
         // The host is told before any page is reused (MUST_TELL_HOST).
         let told = self.tell_host(inner, n, true);
+        let answered = self.shared.time(Phase::DeflateHost, dequeued);
         // A broken or deleted device will never hear of them: release them
         // anyway, as C does (its tell_host() cannot fail), or they would be
         // stuck in the balloon for good.
@@ -856,6 +950,7 @@ impl Balloon {
                 .map_or(true, |q| q.deflate.is_broken());
         if told.is_ok() || gone {
             PagePool::release_batch(&mut inner.leaving, !self.features.deflate_on_oom);
+            self.shared.time(Phase::DeflateRelease, answered);
         } else {
             // Keep pages the host was not told about in the balloon.
             self.pool.requeue_batch(&mut inner.leaving);
@@ -1410,7 +1505,7 @@ impl virtio::Driver for BalloonDriver {
             kernel::static_lock_class!(),
         );
         let incoming = Mutex::new(
-            EMPTY_BATCH,
+            Incoming::new(),
             c_str!("balloon_rs::incoming"),
             kernel::static_lock_class!(),
         );

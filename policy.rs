@@ -157,6 +157,50 @@ pub(crate) const fn rate_limit_ok(now_ms: u64, last_ms: u64, interval_ms: u64) -
 /// just showed it needs the memory (vmw_balloon has a similar hold-off).
 pub(crate) const OOM_HOLDOFF_MS: u64 = 10_000;
 
+/// The order tried after the PMD order (2 MiB) fails, before single pages:
+/// `PAGE_ALLOC_COSTLY_ORDER`, the largest order the page allocator keeps on
+/// its per-cpu lists (32 KiB with 4 KiB pages).
+pub(crate) const FALLBACK_ORDER: u32 = 3;
+
+/// The order of the next balloon allocation: the largest of `pmd_order` and
+/// [`FALLBACK_ORDER`] that is at most `max_order` (larger ones failed
+/// earlier in this inflation) and whose block fits both in the pages still
+/// wanted for the target (`want`) and in the floor's allowance for new
+/// allocations (`room`), all in guest pages; 0 (a single page) if none fits.
+/// A block is never allocated beyond the target or below the floor, so one
+/// that is allocated is inflated whole.
+pub(crate) const fn next_order(want: u64, room: u64, pmd_order: u32, max_order: u32) -> u32 {
+    let fits = if want < room { want } else { room };
+    let (large, small) = if pmd_order > FALLBACK_ORDER {
+        (pmd_order, FALLBACK_ORDER)
+    } else {
+        (FALLBACK_ORDER, pmd_order)
+    };
+    if order_fits(large, max_order, fits) {
+        large
+    } else if order_fits(small, max_order, fits) {
+        small
+    } else {
+        0
+    }
+}
+
+const fn order_fits(order: u32, max_order: u32, pages: u64) -> bool {
+    order <= max_order && order < 64 && (1u64 << order) <= pages
+}
+
+/// The largest order worth trying after an allocation of `order` failed:
+/// the allocator had no free block that large, so within this inflation
+/// only smaller ones are tried (the next inflation starts again at the PMD
+/// order).
+pub(crate) const fn order_after_failure(order: u32) -> u32 {
+    if order > FALLBACK_ORDER {
+        FALLBACK_ORDER
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +315,40 @@ mod tests {
             !rate_limit_ok(1, 5, 10),
             "clock going back is not a reason to log"
         );
+    }
+
+    #[test]
+    fn blocks_only_where_the_target_and_the_floor_leave_room() {
+        // 2 MiB blocks of 4 KiB pages: order 9, 512 pages.
+        assert_eq!(next_order(100_000, 100_000, 9, 9), 9);
+        assert_eq!(next_order(512, 512, 9, 9), 9);
+        // Not beyond the target, not below the floor: a 32 KiB block, then
+        // single pages.
+        assert_eq!(next_order(511, 100_000, 9, 9), FALLBACK_ORDER);
+        assert_eq!(next_order(100_000, 511, 9, 9), FALLBACK_ORDER);
+        assert_eq!(next_order(7, 100_000, 9, 9), 0);
+        assert_eq!(next_order(100_000, 7, 9, 9), 0);
+        assert_eq!(next_order(0, 0, 9, 9), 0);
+        // After failures: only smaller orders.
+        assert_eq!(
+            next_order(100_000, 100_000, 9, order_after_failure(9)),
+            FALLBACK_ORDER
+        );
+        assert_eq!(
+            next_order(100_000, 100_000, 9, order_after_failure(FALLBACK_ORDER)),
+            0
+        );
+        // A PMD order below the fallback one (64 KiB pages: order 5).
+        assert_eq!(next_order(100_000, 100_000, 5, 9), 5);
+        assert_eq!(next_order(100_000, 100_000, 2, 9), FALLBACK_ORDER);
+        // A nonsensical order cannot overflow the shift.
+        assert_eq!(next_order(u64::MAX, u64::MAX, 64, 64), FALLBACK_ORDER);
+    }
+
+    #[test]
+    fn failures_step_down_to_single_pages() {
+        assert_eq!(order_after_failure(9), FALLBACK_ORDER);
+        assert_eq!(order_after_failure(FALLBACK_ORDER), 0);
+        assert_eq!(order_after_failure(0), 0);
     }
 }

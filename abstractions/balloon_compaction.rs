@@ -50,6 +50,182 @@ impl BalloonPage {
         // SAFETY: We own this reference (type invariant); it is consumed.
         unsafe { bindings::put_page(self.0.as_ptr()) };
     }
+
+    /// Gives `pages` back to the page allocator in one batch
+    /// (`put_pages_list`: freed together, not one call each); with
+    /// `adjust_managed` they count in MemTotal again first, adjusted once
+    /// per run of pages in one zone. Returns how many.
+    pub(crate) fn release_all(
+        pages: impl Iterator<Item = BalloonPage>,
+        adjust_managed: bool,
+    ) -> usize {
+        with_list(|head| {
+            // SAFETY: `head` is initialised and outlives the links.
+            let n = unsafe { link(head, pages, adjust_managed.then_some(1)) };
+            // SAFETY: Every page on the list holds one reference the list
+            // owns; `put_pages_list` drops them and leaves the list empty.
+            unsafe { bindings::put_pages_list(head) };
+            n
+        })
+    }
+}
+
+/// The order of the host's huge pages in guest pages (`PMD_SHIFT -
+/// PAGE_SHIFT`: 2 MiB on x86-64 with 4 KiB pages).
+pub(crate) const PMD_ORDER: u32 = bindings::PMD_SHIFT - bindings::PAGE_SHIFT;
+
+const fn gfp(bit: u32) -> bindings::gfp_t {
+    1 << bit
+}
+
+/// The flags of a balloon block: movable like `balloon_page_alloc()`'s
+/// `GFP_HIGHUSER_MOVABLE`, no emergency reserves, no warning, but from the
+/// free lists only: without `__GFP_RECLAIM` there is no direct reclaim, no
+/// direct compaction, and kswapd is not woken for the order, so a guest
+/// without a free block of that size costs one failed attempt, not a stall
+/// or a compaction storm.
+const BLOCK_GFP: bindings::gfp_t = gfp(bindings::___GFP_IO_BIT)
+    | gfp(bindings::___GFP_FS_BIT)
+    | gfp(bindings::___GFP_HARDWALL_BIT)
+    | gfp(bindings::___GFP_HIGHMEM_BIT)
+    | gfp(bindings::___GFP_MOVABLE_BIT)
+    | gfp(bindings::___GFP_NOWARN_BIT)
+    | gfp(bindings::___GFP_NORETRY_BIT)
+    | gfp(bindings::___GFP_NOMEMALLOC_BIT);
+
+/// The base pages of a block of `2^order` contiguous pages, allocated at
+/// once and split into order-0 pages (`split_page`), handed out one by one
+/// as [`BalloonPage`]s in address order; those never handed out are freed
+/// on drop.
+///
+/// # Invariants
+///
+/// The `left` pages from `next` on are the rest of one split block, each
+/// with one reference owned by this value, on no list.
+pub(crate) struct BlockPages {
+    next: NonNull<bindings::page>,
+    left: usize,
+}
+
+// SAFETY: Page references may be dropped on any thread.
+unsafe impl Send for BlockPages {}
+
+impl BlockPages {
+    /// Allocates a block of `order` (1 ..= `MAX_PAGE_ORDER`) with
+    /// [`BLOCK_GFP`]; `None` if the free lists have none.
+    pub(crate) fn alloc(order: u32) -> Option<Self> {
+        if order == 0 || order > bindings::MAX_PAGE_ORDER {
+            return None;
+        }
+        // SAFETY: Always safe to call; returns null on failure.
+        let page = NonNull::new(unsafe { bindings::alloc_pages(BLOCK_GFP, order) })?;
+        // SAFETY: A fresh block of `order`, ours, not compound (no
+        // `__GFP_COMP`): `split_page` gives each of its pages a reference.
+        unsafe { bindings::split_page(page.as_ptr(), order) };
+        // INVARIANT: All `2^order` pages are left, one reference each.
+        Some(Self {
+            next: page,
+            left: 1 << order,
+        })
+    }
+
+    /// Pages not handed out yet.
+    pub(crate) fn len(&self) -> usize {
+        self.left
+    }
+}
+
+impl Iterator for BlockPages {
+    type Item = BalloonPage;
+
+    fn next(&mut self) -> Option<BalloonPage> {
+        if self.left == 0 {
+            return None;
+        }
+        let page = self.next;
+        self.left -= 1;
+        if self.left > 0 {
+            // SAFETY: A buddy block never crosses a memory section
+            // (`MAX_PAGE_ORDER` is below the section size), so its `struct
+            // page`s are contiguous and the next one is `page + 1`: C's
+            // `nth_page(page, 1)` within a block.
+            self.next = unsafe { NonNull::new_unchecked(page.as_ptr().add(1)) };
+        }
+        // INVARIANT: The page's reference moves to the `BalloonPage`.
+        Some(BalloonPage(page))
+    }
+}
+
+impl Drop for BlockPages {
+    fn drop(&mut self) {
+        BalloonPage::release_all(self.by_ref(), false);
+    }
+}
+
+/// Runs `f` with an empty list head that lives in this call's frame: how
+/// the kernel's batch functions (`balloon_page_list_enqueue`,
+/// `put_pages_list`) take pages. `f` must leave the list empty.
+fn with_list<R>(f: impl FnOnce(*mut bindings::list_head) -> R) -> R {
+    let mut head = bindings::list_head {
+        next: core::ptr::null_mut(),
+        prev: core::ptr::null_mut(),
+    };
+    let h = &raw mut head;
+    // SAFETY: `INIT_LIST_HEAD`: `h` is valid, and `head` is not moved
+    // before this function returns.
+    unsafe {
+        (*h).next = h;
+        (*h).prev = h;
+    }
+    f(h)
+}
+
+/// Links `pages` onto the list `head` through their `lru`
+/// (`balloon_page_push`), the list taking over their references; with
+/// `managed` (+1 or -1 per page) adjusts the managed page counts first,
+/// once per run of pages in one zone. Returns how many were linked.
+///
+/// # Safety
+///
+/// `head` is an initialised list head that outlives the links.
+unsafe fn link(
+    head: *mut bindings::list_head,
+    pages: impl Iterator<Item = BalloonPage>,
+    managed: Option<i64>,
+) -> usize {
+    // The first page of the current run of pages in one zone, and its length.
+    let mut run: Option<(*mut bindings::page, i64)> = None;
+    let flush = |run: Option<(*mut bindings::page, i64)>| {
+        if let (Some((page, n)), Some(sign)) = (run, managed) {
+            // SAFETY: `page` is valid (its reference is on the list) and
+            // stands for the `n` pages of its zone linked after it.
+            unsafe { bindings::adjust_managed_page_count(page, (sign * n) as _) };
+        }
+    };
+    let mut count = 0;
+    for BalloonPage(page) in pages {
+        let page = page.as_ptr();
+        if managed.is_some() {
+            let same_zone = run.is_some_and(|(first, _)| {
+                // SAFETY: Both pages are valid: `first` is on the list,
+                // `page` is ours.
+                unsafe { bindings::page_zone(first) == bindings::page_zone(page) }
+            });
+            run = match run {
+                Some((first, n)) if same_zone => Some((first, n + 1)),
+                other => {
+                    flush(other);
+                    Some((page, 1))
+                }
+            };
+        }
+        // SAFETY: The page is ours and on no list (`BalloonPage`'s
+        // invariant); `head` is valid (the caller's guarantee).
+        unsafe { bindings::balloon_page_push(head, page) };
+        count += 1;
+    }
+    flush(run);
+    count
 }
 
 /// The balloon's page list (`struct balloon_dev_info`).
@@ -81,20 +257,24 @@ impl BalloonDevInfo {
         })
     }
 
-    /// Puts `page` on the list (movable from now on) and returns its PFN.
-    /// Without deflate-on-OOM (`adjust_managed`) it leaves MemTotal.
-    pub(crate) fn enqueue(&self, page: BalloonPage, adjust_managed: bool) -> u64 {
-        let pfn = page.pfn();
-        let BalloonPage(raw) = page;
-        let raw = raw.as_ptr();
-        // SAFETY: The pool is initialised (type invariant); the page is ours
-        // and on no list; its reference now belongs to the list.
-        unsafe { bindings::balloon_page_enqueue(self.info.get(), raw) };
-        if adjust_managed {
-            // SAFETY: The page is valid.
-            unsafe { bindings::adjust_managed_page_count(raw, -1) };
-        }
-        pfn
+    /// Puts `pages` on the list with one acquisition of its lock
+    /// (`balloon_page_list_enqueue`), movable from now on; without
+    /// deflate-on-OOM (`adjust_managed`) they leave MemTotal, adjusted once
+    /// per run of pages in one zone. Returns how many.
+    pub(crate) fn enqueue_all(
+        &self,
+        pages: impl Iterator<Item = BalloonPage>,
+        adjust_managed: bool,
+    ) -> usize {
+        with_list(|head| {
+            // SAFETY: `head` is initialised and outlives the links.
+            let n = unsafe { link(head, pages, adjust_managed.then_some(-1)) };
+            // SAFETY: The pool is initialised (type invariant); every page
+            // on `head` is ours, fresh or dequeued, and its reference moves
+            // to the pool's list; `head` is left empty.
+            unsafe { bindings::balloon_page_list_enqueue(self.info.get(), head) };
+            n
+        })
     }
 
     /// Takes a page off the list (not one isolated for migration).

@@ -76,6 +76,11 @@ pub(crate) fn now_us() -> u64 {
     (kernel::time::Ktime::ktime_get().to_ns().max(0) as u64) / 1000
 }
 
+/// Nanoseconds since boot (monotonic).
+pub(crate) fn now_ns() -> u64 {
+    kernel::time::Ktime::ktime_get().to_ns().max(0) as u64
+}
+
 /// Whether freed pages are zeroed (`init_on_free=1`).
 pub(crate) fn want_init_on_free() -> bool {
     // SAFETY: Always safe to call.

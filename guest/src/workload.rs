@@ -51,6 +51,10 @@ pub struct Options {
     /// After the first fill, rewrite every page this many more times and
     /// report each pass's throughput (a fixed working set's speed).
     pub passes: u32,
+    /// After the fill, give one page in every this many back to the kernel
+    /// (`MADV_DONTNEED`), leaving the guest's free memory in scattered
+    /// 4 KiB holes; 0 keeps every page.
+    pub free_one_in: usize,
 }
 
 impl Options {
@@ -62,6 +66,7 @@ impl Options {
             verify: false,
             seed: 0,
             passes: 0,
+            free_one_in: 0,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -80,6 +85,11 @@ impl Options {
                         .parse()
                         .map_err(|e| format!("--passes: {e}"))?
                 }
+                "--free-one-in" => {
+                    opts.free_one_in = value("--free-one-in")?
+                        .parse()
+                        .map_err(|e| format!("--free-one-in: {e}"))?
+                }
                 "--seed" => {
                     opts.seed = value("--seed")?
                         .parse()
@@ -90,6 +100,9 @@ impl Options {
         }
         if opts.mib == 0 {
             return Err("--mib must be at least 1".into());
+        }
+        if opts.free_one_in == 1 || (opts.free_one_in > 0 && (opts.verify || opts.passes > 0)) {
+            return Err("--free-one-in needs 2 or more, without --verify or --passes".into());
         }
         Ok(opts)
     }
@@ -164,6 +177,15 @@ pub fn run(opts: &Options) -> Result<(), String> {
         opts.mib as f64 / secs
     );
     let _ = std::io::stdout().flush();
+    if opts.free_one_in > 0 {
+        let freed = free_one_in(&mut mem, opts.free_one_in)?;
+        println!(
+            "workload: freed {} MiB in scattered pages, one in {}",
+            freed * PAGE / MIB,
+            opts.free_one_in
+        );
+        let _ = std::io::stdout().flush();
+    }
     let mut seed = opts.seed;
     if opts.passes > 0 {
         let mut rates = Vec::new();
@@ -206,6 +228,32 @@ pub fn run(opts: &Options) -> Result<(), String> {
     drop(mem);
     println!("workload: freed {} MiB", opts.mib);
     Ok(())
+}
+
+/// Gives every `n`-th whole page of `mem` back to the kernel; returns how
+/// many. The memory stays mapped (it reads as zeros if touched again).
+fn free_one_in(mem: &mut [u8], n: usize) -> Result<usize, String> {
+    let base = mem.as_mut_ptr() as usize;
+    // The first page boundary inside the buffer.
+    let first = base.next_multiple_of(PAGE) - base;
+    let mut freed = 0;
+    for offset in (first..mem.len().saturating_sub(PAGE - 1)).step_by(PAGE * n) {
+        // SAFETY: `offset .. offset + PAGE` is a whole page inside `mem`,
+        // which this function borrows mutably; MADV_DONTNEED only replaces
+        // its contents with zeros.
+        let r = unsafe {
+            libc::madvise(
+                mem.as_mut_ptr().add(offset).cast(),
+                PAGE,
+                libc::MADV_DONTNEED,
+            )
+        };
+        if r != 0 {
+            return Err(format!("madvise: {}", std::io::Error::last_os_error()));
+        }
+        freed += 1;
+    }
+    Ok(freed)
 }
 
 #[cfg(test)]
@@ -265,5 +313,42 @@ mod tests {
         assert!(Options::parse(&["--mib".to_string()]).is_err());
         assert!(Options::parse(&["--mib".into(), "0".into()]).is_err());
         assert!(Options::parse(&["--content".into(), "x".into()]).is_err());
+        let o = Options::parse(&[
+            "--mib".into(),
+            "1".into(),
+            "--free-one-in".into(),
+            "2".into(),
+        ])
+        .unwrap();
+        assert_eq!(o.free_one_in, 2);
+        assert!(Options::parse(&[
+            "--mib".into(),
+            "1".into(),
+            "--free-one-in".into(),
+            "1".into()
+        ])
+        .is_err());
+        let verify: Vec<String> = ["--mib", "1", "--free-one-in", "2", "--verify"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(Options::parse(&verify).is_err());
+    }
+
+    #[test]
+    fn free_one_in_frees_scattered_pages_that_read_as_zeros() {
+        let mut mem = vec![0xa5u8; 64 * PAGE];
+        let freed = free_one_in(&mut mem, 2).unwrap();
+        // 64 pages, the first boundary may be inside: 31 or 32 pages.
+        assert!((31..=32).contains(&freed), "{freed}");
+        let zero_pages = mem
+            .chunks(PAGE)
+            .filter(|c| c.iter().all(|&b| b == 0))
+            .count();
+        assert!(
+            zero_pages <= freed,
+            "{zero_pages} zeroed pages for {freed} freed"
+        );
+        assert!(mem.contains(&0xa5), "every page was freed");
     }
 }

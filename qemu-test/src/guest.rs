@@ -567,6 +567,11 @@ impl Guest {
         crate::procfs::rss_kib(self.child.id())
     }
 
+    /// QEMU's anonymous memory in host transparent huge pages, in KiB.
+    pub fn anon_huge_kib(&self) -> Result<u64> {
+        crate::procfs::anon_huge_kib(self.child.id())
+    }
+
     /// Fails if the console log shows a kernel warning, bug, oops or panic.
     pub fn check_log(&self) -> Result<()> {
         let log = self.console();

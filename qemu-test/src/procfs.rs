@@ -93,7 +93,19 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
     })
 }
 
-/// A `kB` field of `/proc/PID/status` text.
+/// The process's anonymous memory mapped by transparent huge pages, in KiB
+/// (`AnonHugePages` of `/proc/PID/smaps_rollup`): for QEMU, how much guest
+/// RAM the host still backs with 2 MiB pages.
+pub fn anon_huge_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
+    status_field_kib(&text, "AnonHugePages").ok_or_else(|| Error::Parse {
+        what: path,
+        detail: "no AnonHugePages".into(),
+    })
+}
+
+/// A `kB` field of `/proc/PID/status` (or `smaps_rollup`) text.
 pub fn status_field_kib(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|l| {
         let (name, rest) = l.split_once(':')?;

@@ -233,6 +233,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "qemu-test/tests/reliability.rs",
             "qemu-test/tests/faults.rs",
             "qemu-test/tests/harness.rs",
+            "qemu-test/tests/blocks.rs",
             "qemu-test/tests/tools.rs",
         ],
     ),

@@ -6,6 +6,7 @@
 //! Writes a Markdown report to `build/bench/report.md` and raw runs to
 //! `build/bench/runs.json`, and prints the report.
 
+use qemu_test::steps::{start_workload, stop_workload};
 use qemu_test::{Driver, Error, Guest, GuestConfig, Result, MIB};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -23,10 +24,50 @@ struct Run {
     slab_bytes_per_page: f64,
     /// How much QEMU's RSS fell during inflation (MiB).
     rss_freed_mib: f64,
+    /// QEMU's anonymous memory in host huge pages after the inflation (MiB).
+    huge_kept_mib: f64,
+    /// balloon_rs's debugfs time split, ns per MiB: inflate alloc, enqueue,
+    /// host; deflate dequeue, host, release. Empty for C.
+    split: Vec<(String, f64)>,
+    /// Pages inflated per order (balloon_rs; PMD, fallback, single).
+    orders: Vec<(String, f64)>,
+}
+
+/// One inflation of a fragmented guest.
+#[derive(Debug, Clone)]
+struct FragRun {
+    driver: Driver,
+    inflate_mib_s: f64,
+    huge_before_mib: f64,
+    huge_kept_mib: f64,
+    rss_freed_mib: f64,
+}
+
+/// balloon_rs's debugfs lines whose names end with `suffix` (or start with
+/// `prefix`), as (name, value).
+fn debugfs_lines(
+    g: &mut Guest,
+    driver: Driver,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<(String, f64)>> {
+    if driver != Driver::BalloonRs {
+        return Ok(Vec::new());
+    }
+    let d = g.balloon_rs_status()?;
+    Ok(d.text
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| k.starts_with(prefix) && k.ends_with(suffix))
+        .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+        .collect())
 }
 
 /// A reported metric: its name and how to read it from a run.
 type Metric = (&'static str, fn(&Run) -> f64);
+
+/// The same for a fragmented-guest run.
+type FragMetric = (&'static str, fn(&FragRun) -> f64);
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -101,7 +142,10 @@ fn run_once(driver: Driver, mem_mib: u64, balloon_mib: u64) -> Result<Run> {
     let rss_inflated = g.rss_kib()?;
     let cpu1 = guest_kernel_cpu_ms(&mut g)?;
     let slab1 = g.meminfo()?.kib("Slab")?;
+    let huge_kept = g.anon_huge_kib()?;
+    let orders = debugfs_lines(&mut g, driver, "inflated_order_", "")?;
     let (_, deflate) = time_to(&mut g, full, small)?;
+    let split = debugfs_lines(&mut g, driver, "", "_ns_per_mib")?;
     g.unload(driver)?;
     g.shutdown()?;
     let pages = (balloon_mib * 256) as f64;
@@ -113,6 +157,44 @@ fn run_once(driver: Driver, mem_mib: u64, balloon_mib: u64) -> Result<Run> {
         cpu_ms_per_gib: (cpu1 - cpu0) / (balloon_mib as f64 / 1024.0),
         slab_bytes_per_page: (slab1 as f64 - slab0 as f64) * 1024.0 / pages,
         rss_freed_mib: rss_touched.saturating_sub(rss_inflated) as f64 / 1024.0,
+        huge_kept_mib: huge_kept as f64 / 1024.0,
+        split,
+        orders,
+    })
+}
+
+/// A fragmented, fully written guest: nearly all its memory written once
+/// (the host backs it with huge pages), then half of it held by a workload
+/// that gives every other page back (a quarter of the guest in 4 KiB
+/// holes), and a quarter ballooned.
+fn run_fragmented(driver: Driver, mem_mib: u64) -> Result<FragRun> {
+    let mut cfg = GuestConfig::new(&format!("bench-frag-{driver}"))?;
+    cfg.mem_mib = mem_mib;
+    let mut g = Guest::boot(cfg)?;
+    g.load(driver)?;
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    g.sh(&format!(
+        "balloon-guest workload --mib {} --content random --hold 1 >/dev/null",
+        avail - 64
+    ))?;
+    start_workload(
+        &mut g,
+        mem_mib / 2,
+        "--content random --hold 0 --free-one-in 2",
+    )?;
+    let (huge0, rss0) = (g.anon_huge_kib()?, g.rss_kib()?);
+    let balloon = mem_mib / 4;
+    let (_, inflate) = time_to(&mut g, (mem_mib - balloon) * MIB, mem_mib * MIB)?;
+    let (huge1, rss1) = (g.anon_huge_kib()?, g.rss_kib()?);
+    stop_workload(&mut g)?;
+    g.unload(driver)?;
+    g.shutdown()?;
+    Ok(FragRun {
+        driver,
+        inflate_mib_s: balloon as f64 / inflate.as_secs_f64(),
+        huge_before_mib: huge0 as f64 / 1024.0,
+        huge_kept_mib: huge1 as f64 / 1024.0,
+        rss_freed_mib: rss0.saturating_sub(rss1) as f64 / 1024.0,
     })
 }
 
@@ -225,7 +307,7 @@ fn main() -> Result<()> {
         "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |"
     );
     let _ = writeln!(md, "| --- | --- | --- | --- |");
-    let metrics: [Metric; 6] = [
+    let metrics: [Metric; 7] = [
         ("inflate MiB/s", |r| r.inflate_mib_s),
         ("deflate MiB/s", |r| r.deflate_mib_s),
         ("latency QMP balloon -> first change of actual (ms)", |r| {
@@ -238,6 +320,9 @@ fn main() -> Result<()> {
             r.slab_bytes_per_page
         }),
         ("QEMU RSS freed by the inflation (MiB)", |r| r.rss_freed_mib),
+        ("QEMU memory still in host huge pages after it (MiB)", |r| {
+            r.huge_kept_mib
+        }),
     ];
     for (name, f) in metrics {
         let r = ratio(f);
@@ -254,6 +339,72 @@ fn main() -> Result<()> {
         );
     }
     let c_inflate = col(Driver::C, |r| r.inflate_mib_s);
+    let goal = |what: &str, ratio: f64, want: f64| {
+        format!(
+            "{what}: {ratio:.2}x C (goal {want}x): {}",
+            if ratio >= want { "met" } else { "missed" }
+        )
+    };
+    let _ = writeln!(
+        md,
+        "\n{}; {}.",
+        goal("inflate", ratio(|r| r.inflate_mib_s), 1.5),
+        goal("deflate", ratio(|r| r.deflate_mib_s), 1.0)
+    );
+    // Where balloon_rs's time goes (debugfs), against C's whole time per MiB.
+    let rs_runs: Vec<&Run> = runs
+        .iter()
+        .filter(|r| r.driver == Driver::BalloonRs)
+        .collect();
+    if let Some(first) = rs_runs.first() {
+        let _ = writeln!(
+            md,
+            "\nWhere the time goes, ns per MiB (median of runs; balloon_rs from its debugfs, C only \
+             as a whole — its driver has no such counters):\n"
+        );
+        let _ = writeln!(md, "| phase | balloon_rs | C (whole) |");
+        let _ = writeln!(md, "| --- | --- | --- |");
+        let whole = |d: Driver, f: fn(&Run) -> f64| 1e9 / col(d, f);
+        for (name, _) in &first.split {
+            let mut v: Vec<f64> = rs_runs
+                .iter()
+                .filter_map(|r| r.split.iter().find(|(n, _)| n == name).map(|x| x.1))
+                .collect();
+            let c = match name.as_str() {
+                "inflate_alloc_ns_per_mib" => format!(
+                    "{:.0} (all of inflate)",
+                    whole(Driver::C, |r| r.inflate_mib_s)
+                ),
+                "deflate_dequeue_ns_per_mib" => format!(
+                    "{:.0} (all of deflate)",
+                    whole(Driver::C, |r| r.deflate_mib_s)
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {c} |",
+                name.trim_end_matches("_ns_per_mib"),
+                median(&mut v)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| all of inflate (wall) | {:.0} | |\n| all of deflate (wall) | {:.0} | |",
+            whole(Driver::BalloonRs, |r| r.inflate_mib_s),
+            whole(Driver::BalloonRs, |r| r.deflate_mib_s)
+        );
+        let orders: Vec<String> = first
+            .orders
+            .iter()
+            .map(|(n, v)| format!("{} {:.0} MiB", n.trim_start_matches("inflated_"), v / 256.0))
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nballoon_rs's pages by order in the first run: {}.",
+            orders.join(", ")
+        );
+    }
     let _ = writeln!(
         md,
         "\nHost-side limit: this host discards touched 4 KiB pages one `madvise(MADV_DONTNEED)` at a time \
@@ -264,10 +415,75 @@ fn main() -> Result<()> {
         host / c_inflate,
         host_busy / host
     );
+    // A fragmented, fully written guest (1 GiB, a quarter ballooned).
+    let frag_mem = 1024;
+    let mut frag = Vec::new();
+    for i in 0..pairs {
+        for driver in [Driver::BalloonRs, Driver::C] {
+            let r = run_fragmented(driver, frag_mem)?;
+            eprintln!(
+                "fragmented pair {}/{pairs} {driver}: inflate {:.0} MiB/s, huge pages {:.0} -> {:.0} MiB, RSS freed {:.0} MiB",
+                i + 1,
+                r.inflate_mib_s,
+                r.huge_before_mib,
+                r.huge_kept_mib,
+                r.rss_freed_mib
+            );
+            frag.push(r);
+        }
+    }
+    let fcol = |d: Driver, f: fn(&FragRun) -> f64| -> f64 {
+        let mut v: Vec<f64> = frag.iter().filter(|r| r.driver == d).map(f).collect();
+        median(&mut v)
+    };
+    let fratio = |f: fn(&FragRun) -> f64| -> f64 {
+        let mut v: Vec<f64> = frag.chunks(2).map(|p| f(&p[0]) / f(&p[1])).collect();
+        median(&mut v)
+    };
+    let _ = writeln!(
+        md,
+        "\nA fragmented, fully written {frag_mem} MiB guest (written once, then half of it held by a \
+         workload that gave every other page back), {} MiB ballooned; {pairs} pairs:\n",
+        frag_mem / 4
+    );
+    let _ = writeln!(
+        md,
+        "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- |");
+    let frag_metrics: [FragMetric; 4] = [
+        ("inflate MiB/s", |r| r.inflate_mib_s),
+        ("host huge pages before (MiB)", |r| r.huge_before_mib),
+        ("host huge pages kept after (MiB)", |r| r.huge_kept_mib),
+        ("QEMU RSS freed (MiB)", |r| r.rss_freed_mib),
+    ];
+    for (name, f) in frag_metrics {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.1} | {:.1} | {:.2} |",
+            fcol(Driver::BalloonRs, f),
+            fcol(Driver::C, f),
+            fratio(f)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n{}.",
+        goal(
+            "fragmented guest, host huge pages kept",
+            fratio(|r| r.huge_kept_mib),
+            1.5
+        )
+    );
+
     let dir = qemu_test::artifacts::repo_root().join("build/bench");
     std::fs::create_dir_all(&dir).map_err(Error::io("creating build/bench"))?;
     std::fs::write(dir.join("report.md"), &md).map_err(Error::io("writing report.md"))?;
-    let raw: Vec<String> = runs.iter().map(|r| format!("{r:?}")).collect();
+    let raw: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .chain(frag.iter().map(|r| format!("{r:?}")))
+        .collect();
     std::fs::write(dir.join("runs.txt"), raw.join("\n")).map_err(Error::io("writing runs.txt"))?;
     println!("{md}");
     Ok(())

@@ -1,0 +1,158 @@
+//! Inflating in 2 MiB blocks: balloon_rs takes whole PMD-sized blocks where
+//! the guest has them and falls back to smaller ones where it does not, and
+//! so the host keeps its huge pages where the C driver's scattered 4 KiB
+//! pages break them.
+
+use qemu_test::{ensure, Driver, Guest, GuestConfig, Result};
+
+mod common;
+use common::{baseline, memory_back, resize, start_workload, stop_workload};
+
+/// Guest pages in a 2 MiB block (x86-64, 4 KiB pages): debugfs counts them
+/// under `inflated_order_9`.
+const BLOCK_COUNTER: &str = "inflated_order_9";
+
+/// A freshly booted guest has free 2 MiB blocks: 64 MiB of balloon come at
+/// least 60 MiB in blocks (the rest may be the tail of the last one, cut by
+/// the target). With all but a few MiB of its memory held by a workload
+/// that then gives every other page back, no block is left: the next 128
+/// MiB come mostly as single pages after counted fallbacks. Deflating gives
+/// every page back both times (MemTotal exact, MemFree within 8 MiB).
+#[test]
+fn balloon_rs_inflates_in_blocks_and_falls_back_on_a_fragmented_guest() -> Result<()> {
+    let mut g = Guest::boot(GuestConfig::new("blocks")?)?;
+    g.load(Driver::BalloonRs)?;
+    let size = g.config.mem_mib;
+    let base = baseline(&mut g)?;
+    resize(&mut g, size - 64)?;
+    let d = g.balloon_rs_status()?;
+    let blocks = d.get(BLOCK_COUNTER)?;
+    ensure!(
+        blocks >= 60 * 256,
+        "only {} of 64 MiB inflated in 2 MiB blocks on a fresh guest:\n{}",
+        blocks / 256,
+        d.text
+    );
+    resize(&mut g, size)?;
+    memory_back(&mut g, base, 8, "after deflating the blocks")?;
+
+    // Every free page a hole: a workload takes all but 48 MiB of what is
+    // available, then gives every other page back.
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    start_workload(
+        &mut g,
+        avail - 48,
+        "--content random --hold 0 --free-one-in 2",
+    )?;
+    let before = g.balloon_rs_status()?;
+    resize(&mut g, size - 128)?;
+    let d = g.balloon_rs_status()?;
+    let delta = |name: &str| -> Result<u64> { Ok(d.get(name)? - before.get(name)?) };
+    let singles = delta("inflated_order_0")?;
+    ensure!(
+        delta("order_fallbacks")? > 0 && singles >= 64 * 256,
+        "a fragmented guest: {} fallbacks, {} MiB as single pages of 128 MiB (want >= 64):\n{}",
+        delta("order_fallbacks")?,
+        singles / 256,
+        d.text
+    );
+    resize(&mut g, size)?;
+    stop_workload(&mut g)?;
+    memory_back(&mut g, base, 8, "after the fragmented inflation")?;
+    g.unload(Driver::BalloonRs)?;
+    g.shutdown()
+}
+
+/// What one driver's inflation of a fragmented guest left the host: QEMU's
+/// huge pages (KiB) before and after, and how far its RSS fell.
+struct HostPages {
+    huge_before: u64,
+    huge_after: u64,
+    rss_fell: u64,
+}
+
+/// Boots a guest with `driver`, writes nearly all its memory once (the host
+/// backs it with 2 MiB pages), fragments it (a workload holds half the
+/// guest and gives every other page back: a quarter of the guest in 4 KiB
+/// holes), and balloons a quarter of the guest.
+fn inflate_fragmented(driver: Driver) -> Result<HostPages> {
+    let mut g = Guest::boot(GuestConfig::new(&format!("thp-{driver}"))?)?;
+    g.load(driver)?;
+    let size = g.config.mem_mib;
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    g.sh(&format!(
+        "balloon-guest workload --mib {} --content random --hold 1 >/dev/null",
+        avail - 32
+    ))?;
+    let written = g.anon_huge_kib()?;
+    ensure!(
+        written >= size * 1024 / 2,
+        "premise: QEMU has only {} MiB in host huge pages after the guest wrote its memory \
+         (host THP: {})",
+        written / 1024,
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default()
+            .trim()
+    );
+    start_workload(
+        &mut g,
+        size / 2,
+        "--content random --hold 0 --free-one-in 2",
+    )?;
+    let (huge_before, rss_before) = (g.anon_huge_kib()?, g.rss_kib()?);
+    resize(&mut g, size - size / 4)?;
+    let (huge_after, rss_after) = (g.anon_huge_kib()?, g.rss_kib()?);
+    stop_workload(&mut g)?;
+    resize(&mut g, size)?;
+    g.unload(driver)?;
+    g.shutdown()?;
+    Ok(HostPages {
+        huge_before,
+        huge_after,
+        rss_fell: rss_before.saturating_sub(rss_after),
+    })
+}
+
+/// The same fragmented guest (half of it held by a workload that gave
+/// every other page back), a quarter ballooned, once per driver: the host
+/// frees about the same memory for both (RSS falls by at least 3/4 of the
+/// balloon, within 1/8 of the guest of each other), but QEMU keeps at
+/// least 1/16 of the guest more in huge pages after balloon_rs, which takes
+/// whole 2 MiB blocks, than after C, whose 4 KiB pages come from the holes
+/// and split the huge page around each (expected: C breaks the workload's
+/// half, balloon_rs only the quarter it takes).
+#[test]
+fn balloon_rs_keeps_more_host_huge_pages_than_c_on_a_fragmented_guest() -> Result<()> {
+    let size = GuestConfig::new("thp")?.mem_mib;
+    let rs = inflate_fragmented(Driver::BalloonRs)?;
+    let c = inflate_fragmented(Driver::C)?;
+    let mib = |kib: u64| kib / 1024;
+    let report = format!(
+        "huge pages before/after, RSS fell (MiB): balloon_rs {}/{}, {}; C {}/{}, {}",
+        mib(rs.huge_before),
+        mib(rs.huge_after),
+        mib(rs.rss_fell),
+        mib(c.huge_before),
+        mib(c.huge_after),
+        mib(c.rss_fell)
+    );
+    eprintln!("{report}");
+    let balloon_kib = size / 4 * 1024;
+    for (who, h) in [("balloon_rs", &rs), ("C", &c)] {
+        ensure!(
+            h.rss_fell >= balloon_kib * 3 / 4,
+            "{who}: QEMU's RSS fell by only {} MiB for a {} MiB balloon; {report}",
+            mib(h.rss_fell),
+            size / 4
+        );
+    }
+    ensure!(
+        rs.rss_fell.abs_diff(c.rss_fell) <= size * 1024 / 8,
+        "the host freed different amounts; {report}"
+    );
+    ensure!(
+        rs.huge_after >= c.huge_after + size * 1024 / 16,
+        "balloon_rs did not keep more host huge pages than C; {report}"
+    );
+    Ok(())
+}
