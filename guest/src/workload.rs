@@ -157,6 +157,9 @@ fn xorshift(mut x: u64) -> u64 {
 
 /// Runs the workload; prints progress lines the harness reads.
 pub fn run(opts: &Options) -> Result<(), String> {
+    if opts.free_one_in > 0 {
+        return run_scattered(opts);
+    }
     let len = opts.mib * MIB;
     let mut mem: Vec<u8> = Vec::new();
     mem.try_reserve_exact(len)
@@ -177,15 +180,6 @@ pub fn run(opts: &Options) -> Result<(), String> {
         opts.mib as f64 / secs
     );
     let _ = std::io::stdout().flush();
-    if opts.free_one_in > 0 {
-        let freed = free_one_in(&mut mem, opts.free_one_in)?;
-        println!(
-            "workload: freed {} MiB in scattered pages, one in {}",
-            freed * PAGE / MIB,
-            opts.free_one_in
-        );
-        let _ = std::io::stdout().flush();
-    }
     let mut seed = opts.seed;
     if opts.passes > 0 {
         let mut rates = Vec::new();
@@ -230,30 +224,97 @@ pub fn run(opts: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Gives every `n`-th whole page of `mem` back to the kernel; returns how
-/// many. The memory stays mapped (it reads as zeros if touched again).
-fn free_one_in(mem: &mut [u8], n: usize) -> Result<usize, String> {
-    let base = mem.as_mut_ptr() as usize;
-    // The first page boundary inside the buffer.
-    let first = base.next_multiple_of(PAGE) - base;
-    let mut freed = 0;
-    for offset in (first..mem.len().saturating_sub(PAGE - 1)).step_by(PAGE * n) {
-        // SAFETY: `offset .. offset + PAGE` is a whole page inside `mem`,
-        // which this function borrows mutably; MADV_DONTNEED only replaces
-        // its contents with zeros.
-        let r = unsafe {
-            libc::madvise(
-                mem.as_mut_ptr().add(offset).cast(),
-                PAGE,
-                libc::MADV_DONTNEED,
+/// An anonymous private mapping, unmapped on drop (holes included:
+/// `munmap` of a range with unmapped parts is fine).
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> Result<Self, String> {
+        // SAFETY: A fresh anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
             )
         };
-        if r != 0 {
-            return Err(format!("madvise: {}", std::io::Error::last_os_error()));
+        if p == libc::MAP_FAILED {
+            return Err(format!(
+                "mmap of {len} bytes: {}",
+                std::io::Error::last_os_error()
+            ));
         }
-        freed += 1;
+        Ok(Self { ptr: p.cast(), len })
     }
-    Ok(freed)
+
+    /// Gives every `n`-th page back to the kernel (`munmap`: the test
+    /// kernel has no `madvise`), after which the mapping must not be read
+    /// as a whole again; returns how many.
+    fn free_one_in(&mut self, n: usize) -> Result<usize, String> {
+        let mut freed = 0;
+        for offset in (0..self.len).step_by(PAGE * n) {
+            // SAFETY: A page-aligned page inside our own mapping; nothing
+            // refers to it (no slice of the mapping is alive).
+            if unsafe { libc::munmap(self.ptr.add(offset).cast(), PAGE) } != 0 {
+                return Err(format!("munmap: {}", std::io::Error::last_os_error()));
+            }
+            freed += 1;
+        }
+        Ok(freed)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: Our mapping (or what is left of it).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// `--free-one-in N`: fills the memory, then gives one page in `N` back,
+/// leaving the guest's free memory in scattered 4 KiB holes, and holds the
+/// rest. The "touched" line comes after the holes are made.
+fn run_scattered(opts: &Options) -> Result<(), String> {
+    let len = opts.mib * MIB;
+    let mut map = Mapping::new(len)?;
+    // Every page becomes a VMA boundary: make room for them (root only;
+    // the default of 65530 covers about 500 MiB at one in two).
+    let vmas = len / PAGE / opts.free_one_in * 2 + 1024;
+    let _ = std::fs::write("/proc/sys/vm/max_map_count", vmas.max(65530).to_string());
+    let start = Instant::now();
+    {
+        // SAFETY: The whole mapping, readable and writable, ours alone.
+        let mem = unsafe { std::slice::from_raw_parts_mut(map.ptr, len) };
+        for (page, chunk) in mem.chunks_mut(PAGE).enumerate() {
+            fill_page(opts.content, page, opts.seed, chunk);
+        }
+    }
+    let freed = map.free_one_in(opts.free_one_in)?;
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "workload: touched {} MiB ({:?}) in {:.0} ms, then freed {} MiB in scattered pages (one in {})",
+        opts.mib,
+        opts.content,
+        secs * 1e3,
+        freed * PAGE / MIB,
+        opts.free_one_in
+    );
+    let _ = std::io::stdout().flush();
+    if opts.hold == 0 {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(opts.hold));
+    drop(map);
+    println!("workload: freed {} MiB", opts.mib);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -336,19 +397,17 @@ mod tests {
     }
 
     #[test]
-    fn free_one_in_frees_scattered_pages_that_read_as_zeros() {
-        let mut mem = vec![0xa5u8; 64 * PAGE];
-        let freed = free_one_in(&mut mem, 2).unwrap();
-        // 64 pages, the first boundary may be inside: 31 or 32 pages.
-        assert!((31..=32).contains(&freed), "{freed}");
-        let zero_pages = mem
-            .chunks(PAGE)
-            .filter(|c| c.iter().all(|&b| b == 0))
-            .count();
-        assert!(
-            zero_pages <= freed,
-            "{zero_pages} zeroed pages for {freed} freed"
-        );
-        assert!(mem.contains(&0xa5), "every page was freed");
+    fn free_one_in_unmaps_every_nth_page() {
+        let mut map = Mapping::new(64 * PAGE).unwrap();
+        // SAFETY: The whole mapping, ours.
+        unsafe { std::slice::from_raw_parts_mut(map.ptr, 64 * PAGE) }.fill(0xa5);
+        assert_eq!(map.free_one_in(2).unwrap(), 32);
+        // Page 1 is still there; page 0 is gone (mincore fails on it).
+        // SAFETY: Page 1 of our mapping was not unmapped.
+        assert_eq!(unsafe { *map.ptr.add(PAGE) }, 0xa5);
+        let mut vec = [0u8; 1];
+        // SAFETY: mincore only reads the page tables of the given range.
+        let r = unsafe { libc::mincore(map.ptr.cast(), PAGE, vec.as_mut_ptr()) };
+        assert_eq!(r, -1, "page 0 is still mapped");
     }
 }

@@ -167,6 +167,26 @@ pub fn rss_drop_after_free(g: &mut Guest, enough_mib: u64, window: Duration) -> 
     Ok(peak.saturating_sub(low) / 1024)
 }
 
+/// Inflates by `balloon_mib` with the balloon's pages scattered over the
+/// whole guest: a workload first takes all but 48 MiB of the available
+/// memory and gives every other page back, so free memory is 4 KiB holes
+/// across the zone (and at most 48 MiB of whole blocks); the balloon fills
+/// holes; then the workload exits. The balloon's pages are left among free
+/// ones everywhere, also low in the zone, where compaction's migration
+/// scanner starts (a balloon taken from untouched free memory may sit
+/// entirely above where the scanners meet, and no compaction moves it).
+pub fn balloon_among_holes(g: &mut Guest, balloon_mib: u64) -> Result<Trace> {
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    start_workload(
+        g,
+        avail.saturating_sub(48).max(1),
+        "--content random --hold 0 --free-one-in 2",
+    )?;
+    let t = follow_target(g, g.config.mem_mib - balloon_mib, SETTLE)?;
+    stop_workload(g)?;
+    Ok(t)
+}
+
 /// Compacts the guest's memory three times per round, for at most `rounds`
 /// rounds, until `balloon_migrate` grows. Where the allocator put the
 /// balloon's pages against the free ones is chance: before each further

@@ -3,8 +3,8 @@
 
 use super::{Observations, Scenario};
 use crate::steps::{
-    compact_until_migrated, follow_target, fresh_stats, rss_drop_after_free, start_workload,
-    stop_workload, SETTLE,
+    balloon_among_holes, compact_until_migrated, follow_target, fresh_stats, rss_drop_after_free,
+    SETTLE,
 };
 use crate::{Driver, Error, Guest, GuestConfig, Result, MIB};
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ pub static SCENARIOS: [Scenario; 8] = [
     },
     Scenario {
         name: "compaction",
-        about: "compact_memory with 3/10 ballooned among freed workload pages",
+        about: "compact_memory with 3/10 of the guest ballooned in 4 KiB holes all over it",
         configure: plain,
         run: compaction,
     },
@@ -197,11 +197,9 @@ fn oom(g: &mut Guest, driver: Driver, o: &mut Observations) -> Result<()> {
 fn compaction(g: &mut Guest, _: Driver, o: &mut Observations) -> Result<()> {
     let size = g.config.mem_mib;
     let total0 = mem_total_kib(g)?;
-    // As the compaction test: balloon pages interleaved with a workload's,
+    // As the compaction test: balloon pages scattered among a workload's,
     // which then frees its own.
-    start_workload(g, size * 2 / 10, "--content random --hold 0")?;
-    let t = follow_target(g, size * 7 / 10, SETTLE)?;
-    stop_workload(g)?;
+    let t = balloon_among_holes(g, size * 3 / 10)?;
     o.yes_no("balloon of 3/10 reached", t.reached);
     let (before, after, rounds) = compact_until_migrated(g, 4)?;
     o.yes_no("balloon pages migrated", after > before);
