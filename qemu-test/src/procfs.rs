@@ -83,26 +83,26 @@ impl VmStat {
     }
 }
 
+/// A `kB` field of `/proc/PID/{file}`.
+fn proc_field_kib(pid: u32, file: &str, field: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/{file}");
+    let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
+    status_field_kib(&text, field).ok_or_else(|| Error::Parse {
+        what: path,
+        detail: format!("no {field}"),
+    })
+}
+
 /// Resident set size of process `pid` in KiB, from `/proc/PID/status`.
 pub fn rss_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
-    status_field_kib(&text, "VmRSS").ok_or_else(|| Error::Parse {
-        what: path,
-        detail: "no VmRSS".into(),
-    })
+    proc_field_kib(pid, "status", "VmRSS")
 }
 
 /// The process's anonymous memory mapped by transparent huge pages, in KiB
 /// (`AnonHugePages` of `/proc/PID/smaps_rollup`): for QEMU, how much guest
 /// RAM the host still backs with 2 MiB pages.
 pub fn anon_huge_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/smaps_rollup");
-    let text = std::fs::read_to_string(&path).map_err(Error::io(format!("reading {path}")))?;
-    status_field_kib(&text, "AnonHugePages").ok_or_else(|| Error::Parse {
-        what: path,
-        detail: "no AnonHugePages".into(),
-    })
+    proc_field_kib(pid, "smaps_rollup", "AnonHugePages")
 }
 
 /// A `kB` field of `/proc/PID/status` (or `smaps_rollup`) text.
@@ -156,5 +156,8 @@ mod tests {
     #[test]
     fn own_rss_is_positive() {
         assert!(rss_kib(std::process::id()).unwrap() > 0);
+        // Present (often 0) for any process; a missing field is an error.
+        assert!(anon_huge_kib(std::process::id()).is_ok());
+        assert!(proc_field_kib(std::process::id(), "status", "NoSuchField").is_err());
     }
 }
