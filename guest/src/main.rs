@@ -15,7 +15,7 @@ use std::process::ExitCode;
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  balloon-guest agent TTY\n  balloon-guest workload --mib N [--content zeros|dup|text|random] \
-         [--hold SECS] [--verify] [--seed N] [--passes N] [--free-one-in N]\n\nworkload: --hold 0 holds until killed (default 0); --free-one-in N gives one page in N back after the fill."
+         [--hold SECS] [--verify] [--seed N] [--passes N] [--free-one-in N [--hole-kib K]]\n\nworkload: --hold 0 holds until killed (default 0); --free-one-in N gives one hole of K KiB (default 4) in N back after the fill."
     );
     ExitCode::from(2)
 }

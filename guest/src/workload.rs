@@ -51,10 +51,14 @@ pub struct Options {
     /// After the first fill, rewrite every page this many more times and
     /// report each pass's throughput (a fixed working set's speed).
     pub passes: u32,
-    /// After the fill, give one page in every this many back to the kernel
-    /// (`MADV_DONTNEED`), leaving the guest's free memory in scattered
-    /// 4 KiB holes; 0 keeps every page.
+    /// After the fill, give one hole in every this many back to the kernel,
+    /// leaving the guest's free memory in scattered holes; 0 keeps every
+    /// page.
     pub free_one_in: usize,
+    /// The size of those holes in KiB (a multiple of 4): 4 leaves single
+    /// free pages; larger holes cost fewer `munmap`s (each is a VMA
+    /// boundary, slow on a debug kernel).
+    pub hole_kib: usize,
 }
 
 impl Options {
@@ -67,6 +71,7 @@ impl Options {
             seed: 0,
             passes: 0,
             free_one_in: 0,
+            hole_kib: 4,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -90,6 +95,11 @@ impl Options {
                         .parse()
                         .map_err(|e| format!("--free-one-in: {e}"))?
                 }
+                "--hole-kib" => {
+                    opts.hole_kib = value("--hole-kib")?
+                        .parse()
+                        .map_err(|e| format!("--hole-kib: {e}"))?
+                }
                 "--seed" => {
                     opts.seed = value("--seed")?
                         .parse()
@@ -103,6 +113,9 @@ impl Options {
         }
         if opts.free_one_in == 1 || (opts.free_one_in > 0 && (opts.verify || opts.passes > 0)) {
             return Err("--free-one-in needs 2 or more, without --verify or --passes".into());
+        }
+        if opts.hole_kib == 0 || !opts.hole_kib.is_multiple_of(4) {
+            return Err("--hole-kib must be a positive multiple of 4".into());
         }
         Ok(opts)
     }
@@ -253,18 +266,18 @@ impl Mapping {
         Ok(Self { ptr: p.cast(), len })
     }
 
-    /// Gives every `n`-th page back to the kernel (`munmap`: the test
-    /// kernel has no `madvise`), after which the mapping must not be read
-    /// as a whole again; returns how many.
-    fn free_one_in(&mut self, n: usize) -> Result<usize, String> {
+    /// Gives one `hole` bytes (whole pages) in every `n * hole` back to the
+    /// kernel (`munmap`: the test kernel has no `madvise`), after which the
+    /// mapping must not be read as a whole again; returns the pages freed.
+    fn free_one_in(&mut self, n: usize, hole: usize) -> Result<usize, String> {
         let mut freed = 0;
-        for offset in (0..self.len).step_by(PAGE * n) {
-            // SAFETY: A page-aligned page inside our own mapping; nothing
-            // refers to it (no slice of the mapping is alive).
-            if unsafe { libc::munmap(self.ptr.add(offset).cast(), PAGE) } != 0 {
+        for offset in (0..self.len.saturating_sub(hole - 1)).step_by(hole * n) {
+            // SAFETY: Whole pages inside our own mapping; nothing refers to
+            // them (no slice of the mapping is alive).
+            if unsafe { libc::munmap(self.ptr.add(offset).cast(), hole) } != 0 {
                 return Err(format!("munmap: {}", std::io::Error::last_os_error()));
             }
-            freed += 1;
+            freed += hole / PAGE;
         }
         Ok(freed)
     }
@@ -285,7 +298,8 @@ fn run_scattered(opts: &Options) -> Result<(), String> {
     let mut map = Mapping::new(len)?;
     // Every page becomes a VMA boundary: make room for them (root only;
     // the default of 65530 covers about 500 MiB at one in two).
-    let vmas = len / PAGE / opts.free_one_in * 2 + 1024;
+    let hole = opts.hole_kib * 1024;
+    let vmas = len / hole / opts.free_one_in * 2 + 1024;
     let _ = std::fs::write("/proc/sys/vm/max_map_count", vmas.max(65530).to_string());
     let start = Instant::now();
     {
@@ -295,14 +309,15 @@ fn run_scattered(opts: &Options) -> Result<(), String> {
             fill_page(opts.content, page, opts.seed, chunk);
         }
     }
-    let freed = map.free_one_in(opts.free_one_in)?;
+    let freed = map.free_one_in(opts.free_one_in, hole)?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "workload: touched {} MiB ({:?}) in {:.0} ms, then freed {} MiB in scattered pages (one in {})",
+        "workload: touched {} MiB ({:?}) in {:.0} ms, then freed {} MiB in scattered {} KiB holes (one in {})",
         opts.mib,
         opts.content,
         secs * 1e3,
         freed * PAGE / MIB,
+        opts.hole_kib,
         opts.free_one_in
     );
     let _ = std::io::stdout().flush();
@@ -394,6 +409,11 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert!(Options::parse(&verify).is_err());
+        let odd: Vec<String> = ["--mib", "1", "--free-one-in", "2", "--hole-kib", "6"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(Options::parse(&odd).is_err());
     }
 
     #[test]
@@ -401,7 +421,7 @@ mod tests {
         let mut map = Mapping::new(64 * PAGE).unwrap();
         // SAFETY: The whole mapping, ours.
         unsafe { std::slice::from_raw_parts_mut(map.ptr, 64 * PAGE) }.fill(0xa5);
-        assert_eq!(map.free_one_in(2).unwrap(), 32);
+        assert_eq!(map.free_one_in(2, PAGE).unwrap(), 32);
         // Page 1 is still there; page 0 is gone (mincore fails on it).
         // SAFETY: Page 1 of our mapping was not unmapped.
         assert_eq!(unsafe { *map.ptr.add(PAGE) }, 0xa5);
@@ -409,5 +429,8 @@ mod tests {
         // SAFETY: mincore only reads the page tables of the given range.
         let r = unsafe { libc::mincore(map.ptr.cast(), PAGE, vec.as_mut_ptr()) };
         assert_eq!(r, -1, "page 0 is still mapped");
+        // Larger holes: 16 KiB in every 32 KiB, half the pages.
+        let mut big = Mapping::new(64 * PAGE).unwrap();
+        assert_eq!(big.free_one_in(2, 4 * PAGE).unwrap(), 32);
     }
 }

@@ -169,9 +169,11 @@ pub fn rss_drop_after_free(g: &mut Guest, enough_mib: u64, window: Duration) -> 
 
 /// Inflates by `balloon_mib` with the balloon's pages scattered over the
 /// whole guest: a workload first takes all but 48 MiB of the available
-/// memory and gives every other page back, so free memory is 4 KiB holes
-/// across the zone (and at most 48 MiB of whole blocks); the balloon fills
-/// holes; then the workload exits. The balloon's pages are left among free
+/// memory and gives every other 2 MiB back, so free memory is holes across
+/// the zone (and at most 48 MiB elsewhere); the balloon fills holes (both
+/// drivers: C takes the smallest free blocks first, balloon_rs 2 MiB ones;
+/// 2 MiB holes are a few hundred `munmap`s, 4 KiB ones took the debug
+/// kernel minutes); then the workload exits. The balloon's pages are left among free
 /// ones everywhere, also low in the zone, where compaction's migration
 /// scanner starts (a balloon taken from untouched free memory may sit
 /// entirely above where the scanners meet, and no compaction moves it).
@@ -180,7 +182,7 @@ pub fn balloon_among_holes(g: &mut Guest, balloon_mib: u64) -> Result<Trace> {
     start_workload(
         g,
         avail.saturating_sub(48).max(1),
-        "--content random --hold 0 --free-one-in 2",
+        "--content random --hold 0 --free-one-in 2 --hole-kib 2048",
     )?;
     let t = follow_target(g, g.config.mem_mib - balloon_mib, SETTLE)?;
     stop_workload(g)?;
