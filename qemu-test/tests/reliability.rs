@@ -223,8 +223,12 @@ fn balloon_rs_backs_off_under_page_allocation_faults() -> Result<()> {
 /// A third of the size work's allocations fail, so batches come up short
 /// with some pages allocated: balloon_rs backs off after each short batch
 /// as after an empty one (C sleeps 200 ms after any failure). In 15 s the
-/// back-off (200 ms doubling to 3.2 s) allows at most 15 short batches;
-/// without it every batch of every run is short, hundreds of them.
+/// back-off (at least 200 ms after each short batch, doubling while they
+/// come in a row; a full batch, from a 2 MiB block the faults spared,
+/// starts it again at 200 ms) allows at most 75 short batches; without it
+/// every batch of every run is short, thousands of them. (Before block
+/// inflate every batch was short and at most 15 came; a reliability run
+/// with blocks saw 50.)
 #[test]
 #[ignore = "needs the debug kernel's fault injection: run by make test-reliability"]
 fn balloon_rs_backs_off_after_a_partial_batch() -> Result<()> {
@@ -239,7 +243,7 @@ fn balloon_rs_backs_off_after_a_partial_batch() -> Result<()> {
         d.text
     );
     ensure!(
-        failures <= 15,
+        failures <= 75,
         "{failures} short batches in 15 s: no back-off after a partial batch"
     );
     faults_stop_then_target_reached(g)
