@@ -338,7 +338,11 @@ impl debugfs::Show for Shared {
             self.pages_deflated.load(Relaxed),
         );
         for (i, name) in Phase::NAMES.iter().enumerate() {
-            let pages = if i < 3 { inflated } else { deflated };
+            let pages = if i <= Phase::InflateHost as usize {
+                inflated
+            } else {
+                deflated
+            };
             let ns = self.phase_ns[i].load(Relaxed);
             writeln!(out, "{name}_ns_per_mib: {}", per_mib(ns, pages))?;
         }

@@ -145,10 +145,9 @@ impl Iterator for BlockPages {
         let page = self.next;
         self.left -= 1;
         if self.left > 0 {
-            // SAFETY: A buddy block never crosses a memory section
-            // (`MAX_PAGE_ORDER` is below the section size), so its `struct
-            // page`s are contiguous and the next one is `page + 1`: C's
-            // `nth_page(page, 1)` within a block.
+            // A buddy block never crosses a memory section (`MAX_PAGE_ORDER`
+            // is below the section size): its `struct page`s are contiguous.
+            // SAFETY: So the block's next page is `page + 1` (C's `nth_page`).
             self.next = unsafe { NonNull::new_unchecked(page.as_ptr().add(1)) };
         }
         // INVARIANT: The page's reference moves to the `BalloonPage`.

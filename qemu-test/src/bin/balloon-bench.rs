@@ -64,10 +64,7 @@ fn debugfs_lines(
 }
 
 /// A reported metric: its name and how to read it from a run.
-type Metric = (&'static str, fn(&Run) -> f64);
-
-/// The same for a fragmented-guest run.
-type FragMetric = (&'static str, fn(&FragRun) -> f64);
+type Metric<R = Run> = (&'static str, fn(&R) -> f64);
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -75,6 +72,64 @@ fn median(v: &mut [f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// A run of one driver, alternating with the other's in pairs.
+trait Paired {
+    fn driver(&self) -> Driver;
+}
+
+impl Paired for Run {
+    fn driver(&self) -> Driver {
+        self.driver
+    }
+}
+
+impl Paired for FragRun {
+    fn driver(&self) -> Driver {
+        self.driver
+    }
+}
+
+/// The median of `f` over `driver`'s runs.
+fn driver_median<R: Paired>(runs: &[R], driver: Driver, f: fn(&R) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.driver() == driver)
+        .map(f)
+        .collect();
+    median(&mut v)
+}
+
+/// The median of the per-pair ratios balloon_rs / C of `f` (runs alternate
+/// balloon_rs, C).
+fn pair_ratio<R>(runs: &[R], f: fn(&R) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs.chunks(2).map(|p| f(&p[0]) / f(&p[1])).collect();
+    median(&mut v)
+}
+
+/// Appends a Markdown table of `metrics`: each driver's median and the
+/// median of per-pair ratios.
+fn metric_table<R: Paired>(md: &mut String, runs: &[R], metrics: &[Metric<R>]) {
+    let _ = writeln!(
+        md,
+        "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- |");
+    for &(name, f) in metrics {
+        let r = pair_ratio(runs, f);
+        let r = if r.is_finite() {
+            format!("{r:.2}")
+        } else {
+            "n/a (C is 0)".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {name} | {:.2} | {:.2} | {r} |",
+            driver_median(runs, Driver::BalloonRs, f),
+            driver_median(runs, Driver::C, f)
+        );
     }
 }
 
@@ -290,25 +345,14 @@ fn main() -> Result<()> {
     }
     let host = host_discard_mib_s(512, false)?;
     let host_busy = host_discard_mib_s(256, true)?;
-    let col = |d: Driver, f: fn(&Run) -> f64| -> f64 {
-        let mut v: Vec<f64> = runs.iter().filter(|r| r.driver == d).map(f).collect();
-        median(&mut v)
-    };
-    let ratio = |f: fn(&Run) -> f64| -> f64 {
-        let mut v: Vec<f64> = runs.chunks(2).map(|p| f(&p[0]) / f(&p[1])).collect();
-        median(&mut v)
-    };
+    let col = |d: Driver, f: fn(&Run) -> f64| driver_median(&runs, d, f);
+    let ratio = |f: fn(&Run) -> f64| pair_ratio(&runs, f);
     let mut md = String::new();
     let _ = writeln!(
         md,
         "Inflate and deflate {balloon_mib} MiB of a {mem_mib} MiB guest, {pairs} pairs run alternately \
          (balloon_rs, C, balloon_rs, C, ...); medians, and the median of per-pair ratios.\n"
     );
-    let _ = writeln!(
-        md,
-        "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |"
-    );
-    let _ = writeln!(md, "| --- | --- | --- | --- |");
     let metrics: [Metric; 7] = [
         ("inflate MiB/s", |r| r.inflate_mib_s),
         ("deflate MiB/s", |r| r.deflate_mib_s),
@@ -326,20 +370,7 @@ fn main() -> Result<()> {
             r.huge_kept_mib
         }),
     ];
-    for (name, f) in metrics {
-        let r = ratio(f);
-        let r = if r.is_finite() {
-            format!("{r:.2}")
-        } else {
-            "n/a (C is 0)".into()
-        };
-        let _ = writeln!(
-            md,
-            "| {name} | {:.2} | {:.2} | {r} |",
-            col(Driver::BalloonRs, f),
-            col(Driver::C, f)
-        );
-    }
+    metric_table(&mut md, &runs, &metrics);
     let c_inflate = col(Driver::C, |r| r.inflate_mib_s);
     let goal = |what: &str, ratio: f64, want: f64| {
         format!(
@@ -434,46 +465,25 @@ fn main() -> Result<()> {
             frag.push(r);
         }
     }
-    let fcol = |d: Driver, f: fn(&FragRun) -> f64| -> f64 {
-        let mut v: Vec<f64> = frag.iter().filter(|r| r.driver == d).map(f).collect();
-        median(&mut v)
-    };
-    let fratio = |f: fn(&FragRun) -> f64| -> f64 {
-        let mut v: Vec<f64> = frag.chunks(2).map(|p| f(&p[0]) / f(&p[1])).collect();
-        median(&mut v)
-    };
     let _ = writeln!(
         md,
         "\nA fragmented, fully written {frag_mem} MiB guest (written once, then half of it held by a \
          workload that gave every other 16 KiB back), {} MiB ballooned; {pairs} pairs:\n",
         frag_mem / 4
     );
-    let _ = writeln!(
-        md,
-        "| metric | balloon_rs | C driver | ratio (rs / C, per pair) |"
-    );
-    let _ = writeln!(md, "| --- | --- | --- | --- |");
-    let frag_metrics: [FragMetric; 4] = [
+    let frag_metrics: [Metric<FragRun>; 4] = [
         ("inflate MiB/s", |r| r.inflate_mib_s),
         ("host huge pages before (MiB)", |r| r.huge_before_mib),
         ("host huge pages kept after (MiB)", |r| r.huge_kept_mib),
         ("QEMU RSS freed (MiB)", |r| r.rss_freed_mib),
     ];
-    for (name, f) in frag_metrics {
-        let _ = writeln!(
-            md,
-            "| {name} | {:.1} | {:.1} | {:.2} |",
-            fcol(Driver::BalloonRs, f),
-            fcol(Driver::C, f),
-            fratio(f)
-        );
-    }
+    metric_table(&mut md, &frag, &frag_metrics);
     let _ = writeln!(
         md,
         "\n{}.",
         goal(
             "fragmented guest, host huge pages kept",
-            fratio(|r| r.huge_kept_mib),
+            pair_ratio(&frag, |r| r.huge_kept_mib),
             1.5
         )
     );
