@@ -145,9 +145,15 @@ fn ctrl_c_restores_the_host() -> TestResult {
         page.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
     };
-    assert_eq!(value("balloon_host_capacity_mib "), Some(600.0), "{page}");
-    let resident =
-        value("balloon_vm_resident_mib{vm=\"a\"} ").ok_or(format!("no resident gauge:\n{page}"))?;
+    const MIB: f64 = 1024.0 * 1024.0;
+    assert_eq!(
+        value("balloon_host_capacity_bytes "),
+        Some(600.0 * MIB),
+        "{page}"
+    );
+    let resident = value("balloon_vm_resident_bytes{vm=\"a\"} ")
+        .ok_or(format!("no resident gauge:\n{page}"))?
+        / MIB;
     assert!(resident >= 100.0, "resident {resident} MiB:\n{page}");
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
