@@ -5,7 +5,7 @@ use crate::policy::Tiers;
 use crate::run::{self, RunOptions};
 use crate::scenario::{GuestDriver, GuestSpec, Scenario};
 use crate::summary::Summary;
-use crate::{host, simulate, Error, Result};
+use crate::{host, simulate, size, Error, Result};
 use clap::{Parser, Subcommand};
 use qemu_test::guest::BALLOON_ID;
 use qemu_test::qmp::Qmp;
@@ -52,11 +52,11 @@ pub enum Command {
         /// through libvirt's balloon and memory-stats calls.
         #[arg(long, value_name = "URI")]
         libvirt: Option<String>,
-        /// The host's memory for these guests, MiB.
-        #[arg(long)]
+        /// The host's memory for these guests: 2G, 1536M, or MiB.
+        #[arg(long, value_parser = size::arg_mib)]
         capacity: u64,
-        /// minFree, MiB (default 6 % of capacity).
-        #[arg(long)]
+        /// minFree: 128M, 1G, or MiB (default 6 % of capacity).
+        #[arg(long, value_parser = size::arg_mib)]
         min_free: Option<u64>,
         /// Seconds to run (default: until Ctrl-C, at most a week).
         #[arg(long, default_value_t = 7.0 * 86400.0)]
@@ -90,8 +90,9 @@ pub enum Command {
     Set {
         /// QMP socket.
         socket: PathBuf,
-        /// Size: 256M, 1G or a number of MiB.
-        size: String,
+        /// Size: 256M, 1.5G or a number of MiB.
+        #[arg(value_parser = size::arg_mib)]
+        size: u64,
         /// Wait until the guest reaches it (seconds, 0: don't wait).
         #[arg(long, default_value_t = 0)]
         wait: u64,
@@ -120,24 +121,6 @@ pub enum Command {
     },
     /// Put back host settings left changed by a run that was killed.
     Restore,
-}
-
-/// Parses a size: `256M`, `256MiB`, `1G`, `1GiB` or plain MiB.
-pub fn parse_size_mib(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let (num, mult) = match t.trim_end_matches("iB").trim_end_matches('B') {
-        x if x.ends_with(['G', 'g']) => (&x[..x.len() - 1], 1024),
-        x if x.ends_with(['M', 'm']) => (&x[..x.len() - 1], 1),
-        x => (x, 1),
-    };
-    let n: u64 = num.trim().parse().map_err(|_| {
-        Error::Invalid(format!(
-            "size {s:?}: expected e.g. 256M, 1G or a number of MiB"
-        ))
-    })?;
-    n.checked_mul(mult)
-        .filter(|m| *m > 0 && *m <= 1 << 30)
-        .ok_or_else(|| Error::Invalid(format!("size {s:?}: out of range")))
 }
 
 fn parse_tiers(s: &str) -> Result<Tiers> {
@@ -418,7 +401,10 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Set { socket, size, wait } => {
-            let mib = parse_size_mib(&size)?;
+            let mib = size;
+            if mib == 0 {
+                return Err(Error::Invalid("size 0: a guest needs memory".into()));
+            }
             let mut q = connect(&socket)?;
             let configured = configured_mib(&mut q)?;
             if mib > configured {
@@ -607,17 +593,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size_mib("256M").unwrap(), 256);
-        assert_eq!(parse_size_mib("256MiB").unwrap(), 256);
-        assert_eq!(parse_size_mib("1G").unwrap(), 1024);
-        assert_eq!(parse_size_mib("300").unwrap(), 300);
-        for bad in ["", "x", "-5", "0", "99999999999G", "1T"] {
-            assert!(parse_size_mib(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn tiers() {
         let t = parse_tiers("sharing,ballooning").unwrap();
         assert!(t.sharing && t.ballooning && !t.compression && !t.swapping);
@@ -631,6 +606,31 @@ mod tests {
             Cli::try_parse_from(["balloon-host", "attach", "--capacity", "1024", "a=/tmp/q"])
                 .is_ok()
         );
+        let c = Cli::try_parse_from([
+            "balloon-host",
+            "attach",
+            "--capacity",
+            "1.5G",
+            "--min-free",
+            "96M",
+            "a=/tmp/q",
+        ])
+        .unwrap();
+        assert!(
+            matches!(
+                c.command,
+                Command::Attach {
+                    capacity: 1536,
+                    min_free: Some(96),
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        let e = Cli::try_parse_from(["balloon-host", "attach", "--capacity", "1.3G", "a=/tmp/q"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("whole number of MiB"), "{e}");
         assert!(Cli::try_parse_from(["balloon-host", "attach", "a=/tmp/q"]).is_err());
         assert!(Cli::try_parse_from(["balloon-host", "frobnicate"]).is_err());
     }

@@ -23,6 +23,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod simulate;
+pub mod size;
 pub mod summary;
 pub mod table;
 pub mod timeline;

@@ -6,7 +6,7 @@
 //! are checked afterwards and the error names the field and its line too.
 
 use crate::policy::{PolicyConfig, Thresholds, Tiers};
-use crate::{Error, Result};
+use crate::{size, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -65,7 +65,8 @@ impl Content {
 pub struct Workload {
     /// Seconds after the policy loop starts.
     pub at: f64,
-    /// Memory to allocate and write, MiB.
+    /// Memory to allocate and write, MiB (or a size: "64M").
+    #[serde(deserialize_with = "size::de_mib")]
     pub mib: u64,
     /// What to write.
     #[serde(default = "default_content")]
@@ -84,12 +85,14 @@ fn default_content() -> Content {
 pub struct GuestSpec {
     /// Short name: letters, digits, `-` and `_`.
     pub name: String,
-    /// Configured RAM, MiB.
+    /// Configured RAM, MiB (or a size: "1G").
+    #[serde(deserialize_with = "size::de_mib")]
     pub memory_mib: u64,
     /// Never balloon below this, MiB (default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "size::de_mib")]
     pub reservation_mib: u64,
     /// Never let the guest have more, MiB (default: memory_mib).
+    #[serde(default, deserialize_with = "size::de_opt_mib")]
     pub limit_mib: Option<u64>,
     /// Relative weight when memory is scarce (default 1000).
     #[serde(default = "default_shares")]
@@ -139,12 +142,14 @@ impl GuestSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSpec {
-    /// Memory the guests may consume, MiB.
+    /// Memory the guests may consume, MiB (or a size: "2G").
+    #[serde(deserialize_with = "size::de_mib")]
     pub capacity_mib: u64,
     /// ESXi's minFree, MiB (default: 6 % of capacity, at least 16).
+    #[serde(default, deserialize_with = "size::de_opt_mib")]
     pub min_free_mib: Option<u64>,
     /// Swap file for the compression and swapping tiers, MiB (default 1024).
-    #[serde(default = "default_swap")]
+    #[serde(default = "default_swap", deserialize_with = "size::de_mib")]
     pub swap_file_mib: u64,
     /// State thresholds in percent of min_free.
     #[serde(default)]
@@ -174,9 +179,11 @@ fn min_free_or_default(min_free_mib: Option<u64>, capacity_mib: u64) -> u64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecondHost {
-    /// Memory the guests on it may consume, MiB.
+    /// Memory the guests on it may consume, MiB (or a size: "2G").
+    #[serde(deserialize_with = "size::de_mib")]
     pub capacity_mib: u64,
     /// minFree, MiB (default: 6 % of capacity, at least 16).
+    #[serde(default, deserialize_with = "size::de_opt_mib")]
     pub min_free_mib: Option<u64>,
     /// Ticks a host must stay in soft or worse before a guest moves away
     /// (default 3).
@@ -617,6 +624,26 @@ limit_mib = 400
     fn missing_field_is_named() {
         let e = err(&GOOD.replace("memory_mib = 512\nlimit_mib", "limit_mib"));
         assert!(e.contains("memory_mib"), "{e}");
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        let plain = parse(GOOD).unwrap();
+        let units = parse(
+            &GOOD
+                .replace("capacity_mib = 1024", "capacity_mib = \"1G\"")
+                .replace(
+                    "memory_mib = 512\nreservation",
+                    "memory_mib = \"0.5G\"\nreservation",
+                ),
+        )
+        .unwrap();
+        assert_eq!(plain, units);
+        let e = err(&GOOD.replace("capacity_mib = 1024", "capacity_mib = \"1.3G\""));
+        assert!(
+            e.contains("line 6") && e.contains("whole number of MiB"),
+            "{e}"
+        );
     }
 
     #[test]
