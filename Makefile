@@ -53,6 +53,7 @@ clippy: kernel
 	@$(KMAKE) CLIPPY=1 modules 2>&1 | tee build/clippy.log
 	@! grep -q '^\(warning\|error\)' build/clippy.log || { echo "clippy: the module has warnings (see above)" >&2; exit 1; }
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p host-stub --no-default-features --all-targets -- -D warnings
 
 rustfmt: setup
 	$(RUSTFMT) --edition 2021 --config-path kernel/rustfmt.toml $(MODULE_SRCS)
@@ -72,6 +73,7 @@ $(GUEST_BIN): $(wildcard guest/src/*.rs) guest/Cargo.toml
 test-unit: setup
 	cargo test --no-fail-fast --workspace --lib --bins
 	cargo test --no-fail-fast -p host-stub --test policy_props --test simulate --test readme
+	cargo test --no-fail-fast -p host-stub --no-default-features --lib
 
 # Guest tests: boot QEMU guests with both drivers.
 test-guest: kernel module guest

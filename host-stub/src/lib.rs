@@ -16,6 +16,10 @@ pub mod cli;
 pub mod cluster;
 pub mod error;
 pub mod host;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
+#[cfg(not(feature = "libvirt"))]
+#[path = "libvirt_absent.rs"]
 pub mod libvirt;
 pub mod metrics;
 pub mod policy;
