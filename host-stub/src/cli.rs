@@ -5,7 +5,7 @@ use crate::policy::Tiers;
 use crate::run::{self, RunOptions};
 use crate::scenario::{GuestDriver, GuestSpec, Scenario};
 use crate::summary::Summary;
-use crate::{host, simulate, size, Error, Result};
+use crate::{host, simulate, size, text_table, Error, Result};
 use clap::{Parser, Subcommand};
 use qemu_test::guest::BALLOON_ID;
 use qemu_test::qmp::Qmp;
@@ -80,11 +80,14 @@ pub enum Command {
     /// One-shot table of running guests by their QMP sockets.
     Status {
         /// QMP sockets; with --libvirt, domain names.
-        #[arg(required = true)]
-        sockets: Vec<PathBuf>,
+        #[arg(required = true, value_name = "SOCKET|DOMAIN")]
+        guests: Vec<String>,
         /// Show libvirt domains on this connection (e.g. qemu:///system).
         #[arg(long, value_name = "URI")]
         libvirt: Option<String>,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Set a guest's balloon target: the memory size it should have.
     Set {
@@ -156,103 +159,130 @@ fn configured_mib(qmp: &mut Qmp) -> Result<u64> {
     Ok(s.base_memory / MIB)
 }
 
-/// One guest in `status`'s table.
+/// One guest in `status`'s table and JSON.
+#[derive(Debug, serde::Serialize)]
 struct StatusRow {
+    /// QMP socket or libvirt domain name.
     name: String,
-    configured: u64,
-    actual: u64,
-    /// QEMU's pid, if found (for its RSS).
-    pid: Result<u32>,
+    /// Configured RAM, MiB.
+    configured_mib: u64,
+    /// Its size now, MiB.
+    actual_mib: u64,
+    /// QEMU's resident memory, MiB (None: its process was not found).
+    rss_mib: Option<f64>,
     /// Guest statistics with dommemstat names (memory in MiB).
     guest: std::collections::BTreeMap<String, f64>,
-    last_update: i64,
+    /// Age of the statistics, seconds (None: polling off or no driver).
+    stats_age_s: Option<i64>,
+}
+
+impl StatusRow {
+    fn new(
+        name: String,
+        configured_mib: u64,
+        actual_mib: u64,
+        pid: Result<u32>,
+        guest: std::collections::BTreeMap<String, f64>,
+        last_update: i64,
+    ) -> Self {
+        let rss_mib = pid
+            .ok()
+            .and_then(|pid| host::process_mem(pid).ok())
+            .map(|(m, _)| m);
+        Self {
+            name,
+            configured_mib,
+            actual_mib,
+            rss_mib,
+            guest,
+            stats_age_s: stats_age(last_update),
+        }
+    }
 }
 
 /// `status`'s table: `what` names the first column.
 fn status_table(what: &str, rows: &[StatusRow]) -> String {
-    let line = |cols: [&str; 8]| {
-        format!(
-            "{:<40} {:>7} {:>7} {:>8} {:>7} {:>7} {:>7}  {}\n",
-            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
-        )
-    };
-    let mut out = line([
+    let mut t = text_table::new(&[
         what, "config", "actual", "balloon", "rss", "free", "avail", "stats",
     ]);
+    text_table::left(&mut t, 7);
+    let mib = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.0}"));
     for r in rows {
-        let rss = match &r.pid {
-            Ok(pid) => host::process_mem(*pid).map_or("-".to_string(), |(m, _)| format!("{m:.0}")),
-            Err(_) => "-".to_string(),
-        };
-        let g = |k: &str| {
-            r.guest
-                .get(k)
-                .map_or("-".to_string(), |x| format!("{x:.0}"))
-        };
-        out.push_str(&line([
-            &r.name,
-            &r.configured.to_string(),
-            &r.actual.to_string(),
-            &r.configured.saturating_sub(r.actual).to_string(),
-            &rss,
-            &g("unused"),
-            &g("usable"),
-            &stats_age(r.last_update),
-        ]));
+        t.add_row([
+            r.name.clone(),
+            r.configured_mib.to_string(),
+            r.actual_mib.to_string(),
+            r.configured_mib.saturating_sub(r.actual_mib).to_string(),
+            mib(r.rss_mib),
+            mib(r.guest.get("unused").copied()),
+            mib(r.guest.get("usable").copied()),
+            r.stats_age_s
+                .map_or("none (polling off or no driver)".into(), |a| {
+                    format!("{a} s old")
+                }),
+        ]);
     }
-    out
+    text_table::render(&t)
 }
 
-fn status(sockets: &[PathBuf]) -> Result<String> {
+fn status(sockets: &[String]) -> Result<Vec<StatusRow>> {
     let mut rows = Vec::new();
     for sock in sockets {
-        let mut q = connect(sock)?;
+        let path = Path::new(sock);
+        let mut q = connect(path)?;
         let stats = q.guest_stats()?;
-        rows.push(StatusRow {
-            name: sock.display().to_string(),
-            configured: configured_mib(&mut q)?,
-            actual: q.guest_size()? / MIB,
-            pid: run::qemu_pid_for_socket(sock),
-            guest: run::dommemstat(&stats.stats),
-            last_update: stats.last_update,
-        });
+        rows.push(StatusRow::new(
+            sock.clone(),
+            configured_mib(&mut q)?,
+            q.guest_size()? / MIB,
+            run::qemu_pid_for_socket(path),
+            run::dommemstat(&stats.stats),
+            stats.last_update,
+        ));
     }
-    Ok(status_table("QMP socket", &rows))
+    Ok(rows)
 }
 
-/// `status --libvirt URI DOMAIN...`: the same table from libvirt's calls.
-fn status_libvirt(uri: &str, domains: &[PathBuf]) -> Result<String> {
+/// `status --libvirt URI DOMAIN...`: the same rows from libvirt's calls.
+fn status_libvirt(uri: &str, domains: &[String]) -> Result<Vec<StatusRow>> {
     let mut rows = Vec::new();
     for d in domains {
-        let dom = crate::libvirt::LibvirtDomain::open(uri, &d.display().to_string())?;
+        let dom = crate::libvirt::LibvirtDomain::open(uri, d)?;
         let configured = dom.configured_mib()?;
         let mut guest = dom.stats()?;
         let actual = guest
             .remove("actual")
             .map_or(configured, |a| a.round() as u64);
         let last_update = guest.remove("last_update").map_or(0, |t| t as i64);
-        rows.push(StatusRow {
-            name: dom.name().to_string(),
+        rows.push(StatusRow::new(
+            dom.name().to_string(),
             configured,
             actual,
-            pid: dom.pid(),
+            dom.pid(),
             guest,
             last_update,
-        });
+        ));
     }
-    Ok(status_table("libvirt domain", &rows))
+    Ok(rows)
 }
 
-/// How old statistics updated at `last_update` (s since the epoch) are.
-fn stats_age(last_update: i64) -> String {
-    if last_update > 0 {
+/// How old statistics updated at `last_update` (s since the epoch) are;
+/// None when there are none.
+fn stats_age(last_update: i64) -> Option<i64> {
+    (last_update > 0).then(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        format!("{} s old", now - last_update)
-    } else {
-        "none (polling off or no driver)".to_string()
-    }
+        now - last_update
+    })
+}
+
+/// Prints `value` as pretty JSON.
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::Invalid(format!("JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
 }
 
 fn finish(report: run::RunReport) -> Result<()> {
@@ -393,12 +423,21 @@ pub fn main(cli: Cli) -> Result<()> {
             opts.metrics = metrics;
             finish(run::attach(&sc, &sockets, &opts, &stop)?)
         }
-        Command::Status { sockets, libvirt } => {
-            match libvirt {
-                Some(uri) => print!("{}", status_libvirt(&uri, &sockets)?),
-                None => print!("{}", status(&sockets)?),
+        Command::Status {
+            guests,
+            libvirt,
+            json,
+        } => {
+            let (what, rows) = match libvirt {
+                Some(uri) => ("libvirt domain", status_libvirt(&uri, &guests)?),
+                None => ("QMP socket", status(&guests)?),
+            };
+            if json {
+                print_json(&rows)
+            } else {
+                print!("{}", status_table(what, &rows));
+                Ok(())
             }
-            Ok(())
         }
         Command::Set { socket, size, wait } => {
             let mib = size;

@@ -30,6 +30,7 @@ pub mod simulate;
 pub mod size;
 pub mod summary;
 pub mod table;
+pub mod text_table;
 pub mod timeline;
 
 pub use error::{Error, Result};

@@ -72,6 +72,9 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("without libvirt support") && e.contains("libvirt-dev"), "{e}");
+        assert!(
+            e.contains("without libvirt support") && e.contains("libvirt-dev"),
+            "{e}"
+        );
     }
 }
