@@ -162,15 +162,22 @@ pub enum PolicyKind {
     /// ballooning of idle memory already in the clear state.
     #[serde(rename = "balloon-rs")]
     BalloonRs,
+    /// Proxmox VE's auto-ballooning (pvestatd with `PVE::AutoBalloon`):
+    /// keep the host at 80 % used, share the change among the ballooned
+    /// VMs by `shares`, at most 100 MiB per VM per 10 s round; KSM as
+    /// ksmtuned; no compression or swapping. Like MOM it has no states.
+    /// See [`proxmox_targets`].
+    Proxmox,
 }
 
 impl PolicyKind {
     /// Every policy, for comparisons.
-    pub const ALL: [PolicyKind; 4] = [
+    pub const ALL: [PolicyKind; 5] = [
         PolicyKind::None,
         PolicyKind::Mom,
         PolicyKind::Esxi,
         PolicyKind::BalloonRs,
+        PolicyKind::Proxmox,
     ];
 
     /// Name as in scenario files and reports.
@@ -180,6 +187,7 @@ impl PolicyKind {
             PolicyKind::Mom => "mom",
             PolicyKind::Esxi => "esxi",
             PolicyKind::BalloonRs => "balloon-rs",
+            PolicyKind::Proxmox => "proxmox",
         }
     }
 }
@@ -243,6 +251,12 @@ pub struct PolicyConfig {
     /// The own policy compresses only what ballooning cannot reclaim
     /// within this many ticks.
     pub balloon_horizon_ticks: u32,
+    /// Seconds between ticks. Not a tunable (never read from or written
+    /// to a file): the caller sets it from its own tick, the scenario's
+    /// `tick` or the simulator's `tick_secs`. Only the Proxmox policy uses
+    /// it, since Proxmox's step is per 10 s round (see [`proxmox_rounds`]).
+    #[serde(skip)]
+    pub tick_secs: f64,
 }
 
 impl Default for PolicyConfig {
@@ -262,6 +276,7 @@ impl Default for PolicyConfig {
             ksm_step_down: 50,
             ksm_sleep_ms: 20,
             balloon_horizon_ticks: 3,
+            tick_secs: PROXMOX_ROUND_SECS,
         }
     }
 }
@@ -598,6 +613,283 @@ fn lift_all(guests: &[GuestView]) -> Vec<Option<CgroupAction>> {
         .collect()
 }
 
+// ---- Proxmox VE's auto-ballooning (see [`proxmox_targets`]) ---------------
+
+/// Proxmox's default `ballooning-target`: host memory used, percent.
+pub const PROXMOX_TARGET_PCT: f64 = 80.0;
+/// Proxmox's `maxchange`: most a VM's balloon moves in one round, MiB.
+pub const PROXMOX_MAX_STEP_MIB: u64 = 100;
+/// pvestatd's update interval: one auto-ballooning round, seconds.
+pub const PROXMOX_ROUND_SECS: f64 = 10.0;
+/// A goal within this many MiB either way does nothing.
+pub const PROXMOX_DEADBAND_MIB: i64 = 10;
+/// Passes of the redistribution loop in one round, at most.
+const PROXMOX_MAX_PASSES: usize = 64;
+
+/// One VM as Proxmox's auto-ballooning sees it, MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxmoxVm {
+    /// Takes part: balloon driver running and shares not 0.
+    pub enabled: bool,
+    /// Current size (`query-balloon` actual).
+    pub balloon: u64,
+    /// Never below (the `balloon` setting).
+    pub min: u64,
+    /// Never above (`memory`).
+    pub max: u64,
+    /// Weight of its part of the memory above the minimums.
+    pub shares: u32,
+    /// Free memory the guest reports (MemFree), if any.
+    pub free: Option<u64>,
+}
+
+/// Rounds per tick and the step of each round (MiB) for ticks of
+/// `tick_secs`: `ceil(tick_secs / 10)` rounds of 100 MiB, shorter steps
+/// for ticks under 10 s, so that a VM moves at most 10 MiB/s. A tick out of
+/// 1..=3600 s counts as the nearer end (not a number: one round).
+pub fn proxmox_rounds(tick_secs: f64) -> (u32, u64) {
+    let t = if tick_secs.is_nan() {
+        PROXMOX_ROUND_SECS
+    } else {
+        tick_secs.clamp(1.0, 3600.0)
+    };
+    let rounds = (t / PROXMOX_ROUND_SECS).ceil().max(1.0);
+    let step = PROXMOX_MAX_STEP_MIB as f64 * t / PROXMOX_ROUND_SECS / rounds;
+    (rounds as u32, (step.round() as u64).max(1))
+}
+
+/// `compute_alg1`'s inner step: shares `amount` MiB (give if positive, take
+/// if negative) among the VMs `ids`, moving each of `res` (their new sizes,
+/// starting at their current ones) by at most `max_step` from its current
+/// size. Returns what is left of `amount`.
+fn proxmox_share(
+    vms: &[ProxmoxVm],
+    res: &mut [i128],
+    ids: &[usize],
+    amount: i128,
+    max_step: i128,
+) -> i128 {
+    let mut rest = amount;
+    let mut done = vec![false; vms.len()];
+    let (mut repeat, mut progress) = (true, true);
+    let mut passes = 0;
+    while rest != 0 && repeat && progress && passes < PROXMOX_MAX_PASSES {
+        passes += 1;
+        (repeat, progress) = (false, false);
+        let live: Vec<usize> = ids.iter().copied().filter(|&i| !done[i]).collect();
+        let shares_total: i128 = live.iter().map(|&i| i128::from(vms[i].shares)).sum();
+        if shares_total == 0 {
+            break;
+        }
+        let alloc_old: i128 = live.iter().map(|&i| res[i] - i128::from(vms[i].min)).sum();
+        let alloc_new = alloc_old + rest;
+        let mut changes = 0;
+        for &i in &live {
+            let v = &vms[i];
+            let (min, max, cur) = (i128::from(v.min), i128::from(v.max), i128::from(v.balloon));
+            let mut desired = min + alloc_new * i128::from(v.shares) / shares_total;
+            if desired > max {
+                desired = max;
+                repeat = true;
+            } else if desired < min {
+                desired = min;
+                repeat = true;
+            }
+            let new = if amount > 0 && desired > cur {
+                (cur + max_step).min(desired)
+            } else if desired < cur {
+                (cur - max_step).max(desired)
+            } else {
+                done[i] = true;
+                continue;
+            };
+            if new != cur {
+                let change = new - res[i];
+                res[i] = new;
+                if change != 0 {
+                    changes += change;
+                    (progress, repeat) = (true, true);
+                }
+            }
+        }
+        rest -= changes;
+    }
+    rest
+}
+
+/// One auto-ballooning round (`compute_alg1`): the new size of every VM
+/// (its current size where it does not change) for a host `goal` MiB from
+/// its target use (positive: give memory back), each VM moving at most
+/// `max_step` MiB.
+pub fn proxmox_round(vms: &[ProxmoxVm], goal: i64, max_step: u64) -> Vec<u64> {
+    let mut res: Vec<i128> = vms.iter().map(|v| i128::from(v.balloon)).collect();
+    let ids: Vec<usize> = (0..vms.len()).filter(|&i| vms[i].enabled).collect();
+    // A VM is comfortable with more free memory than a quarter of its
+    // minimum and at least its minimum; otherwise it is under pressure.
+    let (comfortable, pressured): (Vec<usize>, Vec<usize>) = ids.iter().partition(|&&i| {
+        let v = &vms[i];
+        v.free
+            .is_some_and(|f| f > 0 && f as f64 > 0.25 * v.min as f64 && v.balloon >= v.min)
+    });
+    let goal = i128::from(goal);
+    let step = i128::from(max_step);
+    if goal > i128::from(PROXMOX_DEADBAND_MIB) {
+        // Give to the VMs under pressure first; to all if they took nothing.
+        let rest = proxmox_share(vms, &mut res, &pressured, goal, step);
+        if rest >= goal {
+            proxmox_share(vms, &mut res, &ids, rest, step);
+        }
+    } else if goal < -i128::from(PROXMOX_DEADBAND_MIB) {
+        // Take from the comfortable VMs first; from all if they gave nothing.
+        let rest = proxmox_share(vms, &mut res, &comfortable, goal, step);
+        if rest <= goal {
+            proxmox_share(vms, &mut res, &ids, rest, step);
+        }
+    }
+    res.into_iter()
+        .map(|r| r.clamp(0, i128::from(u64::MAX)) as u64)
+        .collect()
+}
+
+/// One tick of Proxmox's auto-ballooning: [`proxmox_rounds`] rounds of
+/// [`proxmox_round`], each applied (a VM's free memory moves with its size)
+/// and taken off the goal before the next, as if the balloons followed
+/// within the round. Returns every VM's new size.
+pub fn proxmox_tick(vms: &[ProxmoxVm], goal_mib: f64, tick_secs: f64) -> Vec<u64> {
+    let (rounds, step) = proxmox_rounds(tick_secs);
+    let mut vms = vms.to_vec();
+    // Saturating, and 0 for NaN.
+    let mut goal = goal_mib as i64;
+    for _ in 0..rounds {
+        if goal.unsigned_abs() <= PROXMOX_DEADBAND_MIB.unsigned_abs() {
+            break;
+        }
+        let new = proxmox_round(&vms, goal, step);
+        if new.iter().zip(&vms).all(|(n, v)| *n == v.balloon) {
+            break;
+        }
+        let mut changes: i128 = 0;
+        for (v, n) in vms.iter_mut().zip(new) {
+            let d = i128::from(n) - i128::from(v.balloon);
+            changes += d;
+            v.free = v
+                .free
+                .map(|f| (i128::from(f) + d).clamp(0, i128::from(u64::MAX)) as u64);
+            v.balloon = n;
+        }
+        goal =
+            (i128::from(goal) - changes).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    }
+    vms.iter().map(|v| v.balloon).collect()
+}
+
+/// A guest as a policy blind to its free memory sees it: all of its memory
+/// counts as available, so its floor ([`guest_floor`]) is the fixed share
+/// of its size, `guest_free_pct` (at least `guest_floor_min_mib`).
+fn fixed_floor_view(g: &GuestView) -> GuestView {
+    let mut g = g.clone();
+    if let Some(m) = g.mem.as_mut() {
+        m.available = m.total;
+    }
+    g
+}
+
+/// Proxmox's view of the guests: see [`proxmox_targets`].
+fn proxmox_view(cfg: &PolicyConfig, guests: &[GuestView]) -> Vec<ProxmoxVm> {
+    guests
+        .iter()
+        .map(|g| {
+            let max = g.limit.min(g.configured);
+            ProxmoxVm {
+                enabled: g.mem.is_some() && g.shares > 0,
+                balloon: g.actual.min(g.configured),
+                min: lower_bound(cfg, &fixed_floor_view(g)).min(max),
+                max,
+                shares: g.shares,
+                free: g.mem.map(|m| m.free),
+            }
+        })
+        .collect()
+}
+
+/// Proxmox VE's auto-ballooning for one tick: the balloon targets that
+/// bring the host toward [`PROXMOX_TARGET_PCT`] used ([`proxmox_tick`] on
+/// each guest's [`ProxmoxVm`] view), within each guest's reservation and
+/// limit.
+///
+/// Modelled on pve-manager's `PVE/Service/pvestatd.pm` (`auto_balloning`) and
+/// `PVE/AutoBalloon.pm` (`compute_alg1`), read in proxmox/pve-manager; the
+/// shape, not the code. Every 10 s pvestatd computes
+/// `goal = memtotal * ballooning-target (80 %) / 100 - memused` and asks
+/// `compute_alg1` for new balloon sizes with `maxchange` = 100 MiB:
+///
+/// * only VMs with a running balloon driver, a `balloon` minimum set and
+///   `shares` not 0 (and not migrating) take part;
+/// * a goal within +-10 MiB does nothing;
+/// * to give memory (goal > 0) it first tries the VMs under pressure (free
+///   memory at most a quarter of their minimum, or below their minimum),
+///   then, if that moved nothing, all of them; to take memory (goal < 0) it
+///   first tries the VMs with enough free memory, then all;
+/// * within a group the memory above the minimums plus the goal is shared
+///   by `shares` (default 1000): `desired = min + alloc_new * shares /
+///   shares_total`, clamped to min..max; each VM moves toward its desired
+///   size by at most `maxchange` from its current size; VMs that reached
+///   their desired size drop out and the rest of the goal is shared again
+///   among the others until nothing moves. A give request also shrinks a VM
+///   that holds more than its share (it rebalances), a take request never
+///   grows one.
+///
+/// Where this model differs:
+///
+/// * the `balloon` minimum is an admin setting the model does not have: a
+///   VM's minimum is its reservation raised to the fixed floor the ESXi-like
+///   policy balloons to (`guest_free_pct` of its size, at least
+///   `guest_floor_min_mib`); its maximum is its limit (at most its size);
+/// * "memused" is what the guests consume ([`HostView::consumed`]) of the
+///   host's memory for guests, not the whole node's MemTotal - MemAvailable;
+/// * "balloon driver running" is "the guest sends stats" (`mem` is Some);
+///   migration locks are not modelled;
+/// * one tick of `tick_secs` is `ceil(tick_secs / 10)` rounds with the goal
+///   reduced by each round's change, as Proxmox's own simulation
+///   (`test/balloontest.pl`'s `absim`) runs them; with ticks under 10 s
+///   the step shrinks in proportion, so a VM moves at most 10 MiB/s either
+///   way;
+/// * the project's hard bounds apply on top, as for every policy: a target
+///   is never below the reservation nor above the limit; and a new target
+///   that the balloon, lagging behind its last target, is already heading
+///   past (a grow below the current target, a shrink above it) is not sent;
+/// * the inner redistribution loop is capped at 64 passes (Proxmox's has no
+///   cap; it ends when nothing moves);
+/// * KSM follows ksmtuned, which Proxmox VE runs (ksm-control-daemon):
+///   under pressure when less than 20 % of the host is free, with the same
+///   `pages_to_scan` steps as MOM (both are ksmtuned's defaults).
+pub fn proxmox_targets(
+    cfg: &PolicyConfig,
+    host: &HostView,
+    guests: &[GuestView],
+) -> Vec<Option<u64>> {
+    let view = proxmox_view(cfg, guests);
+    let goal = host.capacity as f64 * PROXMOX_TARGET_PCT / 100.0 - host.consumed as f64;
+    let sizes = proxmox_tick(&view, goal, cfg.tick_secs);
+    guests
+        .iter()
+        .zip(view.iter().zip(sizes))
+        .map(|(g, (v, new))| {
+            if new == v.balloon {
+                return None;
+            }
+            // Growing from a balloon that lags below its target, or
+            // shrinking from one that lags above it: the target already
+            // asks for more than this.
+            if (new > v.balloon && new <= g.target) || (new < v.balloon && new >= g.target) {
+                return None;
+            }
+            let t = new.min(g.limit).max(g.reservation.min(g.limit));
+            (t != g.target).then_some(t)
+        })
+        .collect()
+}
+
 /// One tick of the policy.
 pub fn decide(
     cfg: &PolicyConfig,
@@ -657,6 +949,20 @@ pub fn decide(
                 ksm_for(cfg, prev, pressure, tiers.sharing && pressure),
             )
         }
+        PolicyKind::Proxmox => {
+            // ksmtuned: pressure below 20 % of the host free, as MOM.
+            let pressure = free < 0.20 * host.capacity as f64;
+            let targets = if tiers.ballooning {
+                proxmox_targets(cfg, host, guests)
+            } else {
+                none.clone()
+            };
+            (
+                targets,
+                no_cgroups,
+                ksm_for(cfg, prev, pressure, tiers.sharing && pressure),
+            )
+        }
         PolicyKind::Esxi | PolicyKind::BalloonRs => {
             let own = cfg.kind == PolicyKind::BalloonRs;
             let pressure = host_state >= HostState::Clear;
@@ -669,19 +975,10 @@ pub fn decide(
                 1.0
             };
             let goal = th.clear / 100.0 * min_free * margin - free;
-            let esxi_floor = |gs: &[GuestView]| -> Vec<GuestView> {
-                // ESXi cannot see the guest's own free memory: it balloons
-                // down to a fixed floor of guest_free_pct of the size.
-                gs.iter()
-                    .map(|g| {
-                        let mut g = g.clone();
-                        if let Some(m) = g.mem.as_mut() {
-                            m.available = m.total;
-                        }
-                        g
-                    })
-                    .collect()
-            };
+            // ESXi cannot see the guest's own free memory: it balloons
+            // down to a fixed floor of guest_free_pct of the size.
+            let esxi_floor =
+                |gs: &[GuestView]| -> Vec<GuestView> { gs.iter().map(fixed_floor_view).collect() };
             let view: Vec<GuestView> = if own {
                 guests.to_vec()
             } else {
@@ -853,5 +1150,280 @@ mod balance_tests {
             host(HostState::Low, 9, -5.0),
         );
         assert_eq!(pick_migration(&th, 3, [x, y], &only), Some((1, 1, 0)));
+    }
+}
+
+#[cfg(test)]
+mod proxmox_tests {
+    use super::*;
+
+    /// A VM as in Proxmox's `test/balloontest.pl` (its MB are our MiB).
+    fn pvm(shares: u32, balloon: u64, min: u64, max: u64, free: u64) -> ProxmoxVm {
+        ProxmoxVm {
+            enabled: true,
+            balloon,
+            min,
+            max,
+            shares,
+            free: Some(free),
+        }
+    }
+
+    /// Rounds until nothing moves, each applied before the next, as
+    /// `absim` does; returns the VMs afterwards.
+    fn sim(vms: &[ProxmoxVm], goal: f64) -> Vec<ProxmoxVm> {
+        let sizes = proxmox_tick(vms, goal, 3600.0);
+        vms.iter()
+            .zip(sizes)
+            .map(|(v, n)| ProxmoxVm {
+                balloon: n,
+                free: v
+                    .free
+                    .map(|f| (f as i64 + n as i64 - v.balloon as i64).max(0) as u64),
+                ..*v
+            })
+            .collect()
+    }
+
+    fn sizes(vms: &[ProxmoxVm]) -> Vec<u64> {
+        vms.iter().map(|v| v.balloon).collect()
+    }
+
+    /// Proxmox's own expectations for `compute_alg1`, one round each.
+    #[test]
+    fn one_round_matches_proxmoxs_tests() {
+        // Two VMs at their 1000 MiB minimum (max 2000), shares 2:1.
+        let s1 = [
+            pvm(2000, 1000, 1000, 2000, 0),
+            pvm(1000, 1000, 1000, 2000, 0),
+        ];
+        assert_eq!(proxmox_round(&s1, 0, 100), [1000, 1000]);
+        // Proportional to shares: 60 + 30.
+        assert_eq!(proxmox_round(&s1, 90, 100), [1060, 1030]);
+        assert_eq!(proxmox_round(&s1, 150, 100), [1100, 1050]);
+        // 180 + 90 wanted; the first is held to 100 MiB in the round.
+        assert_eq!(proxmox_round(&s1, 270, 100), [1100, 1090]);
+        // A VM already at its maximum takes nothing; the other takes all,
+        // at most one step.
+        let s2 = [
+            pvm(2000, 2000, 2000, 2000, 0),
+            pvm(1000, 1000, 1000, 2000, 0),
+        ];
+        assert_eq!(proxmox_round(&s2, 18, 100), [2000, 1018]);
+        assert_eq!(proxmox_round(&s2, 500, 100), [2000, 1100]);
+        // VMs under pressure (no free memory) get the memory first; the
+        // one with 512 MiB free gets none while they can take it.
+        let s3 = [
+            pvm(2000, 2000, 2000, 2000, 0),
+            pvm(1000, 1007, 1000, 2000, 0),
+            pvm(1000, 1000, 1000, 2000, 512),
+        ];
+        assert_eq!(proxmox_round(&s3, 11, 100), [2000, 1018, 1000]);
+        assert_eq!(proxmox_round(&s3, 80, 100), [2000, 1087, 1000]);
+        assert_eq!(proxmox_round(&s3, 200, 100), [2000, 1107, 1000]);
+        // Within the 10 MiB dead band nothing moves, either way.
+        assert_eq!(proxmox_round(&s3, 10, 100), sizes(&s3));
+        assert_eq!(proxmox_round(&s3, -10, 100), sizes(&s3));
+    }
+
+    /// Proxmox's own expectations over rounds (`absim`): both directions,
+    /// bounded by the minimum and the maximum.
+    #[test]
+    fn rounds_match_proxmoxs_simulation() {
+        let s1 = [
+            pvm(2000, 1000, 1000, 2000, 0),
+            pvm(1000, 1000, 1000, 2000, 0),
+        ];
+        assert_eq!(sizes(&sim(&s1, 180.0)), [1120, 1060]);
+        assert_eq!(sizes(&sim(&s1, 270.0)), [1180, 1090]);
+        assert_eq!(sizes(&sim(&s1, 600.0)), [1300, 1300]);
+        // 900 is 600 + 300, by shares.
+        assert_eq!(sizes(&sim(&s1, 900.0)), [1600, 1300]);
+        let s3 = [
+            pvm(2000, 2000, 2000, 2000, 0),
+            pvm(1000, 1007, 1000, 2000, 0),
+            pvm(1000, 1000, 1000, 2000, 512),
+        ];
+        let grown = sim(&s3, 593.0);
+        assert_eq!(sizes(&grown), [2000, 1300, 1300]);
+        // Taking back: shared while both are above their minimum, never
+        // below it, and never from the VM at its fixed size.
+        assert_eq!(sizes(&sim(&grown, -200.0)), [2000, 1200, 1200]);
+        assert_eq!(sizes(&sim(&grown, -400.0)), [2000, 1200, 1000]);
+        assert_eq!(sizes(&sim(&grown, -593.0)), [2000, 1007, 1000]);
+        assert_eq!(sizes(&sim(&grown, -5000.0)), [2000, 1000, 1000]);
+        assert_eq!(sizes(&sim(&s1, 5000.0)), [2000, 2000]);
+    }
+
+    #[test]
+    fn named_proxmox_in_files_and_reports() {
+        assert_eq!(PolicyKind::Proxmox.name(), "proxmox");
+        let cfg: PolicyConfig = toml::from_str("kind = \"proxmox\"").unwrap();
+        assert_eq!(cfg.kind, PolicyKind::Proxmox);
+        assert_eq!(cfg.tick_secs, PROXMOX_ROUND_SECS, "not read from files");
+        assert!(toml::from_str::<PolicyConfig>("tick_secs = 60").is_err());
+        assert_eq!(
+            serde_json::to_string(&PolicyKind::Proxmox).unwrap(),
+            "\"proxmox\""
+        );
+    }
+
+    #[test]
+    fn rounds_per_tick_keep_ten_mib_per_second() {
+        assert_eq!(proxmox_rounds(10.0), (1, 100));
+        assert_eq!(proxmox_rounds(60.0), (6, 100));
+        assert_eq!(proxmox_rounds(2.0), (1, 20));
+        assert_eq!(proxmox_rounds(15.0), (2, 75));
+        assert_eq!(proxmox_rounds(f64::NAN), (1, 100));
+        assert_eq!(proxmox_rounds(-5.0), (1, 10));
+        assert_eq!(proxmox_rounds(f64::INFINITY), (360, 100));
+        // A 60 s tick moves a VM by at most 600 MiB.
+        let s = [pvm(1000, 1000, 1000, 8000, 0)];
+        assert_eq!(proxmox_tick(&s, 5000.0, 60.0), [1600]);
+    }
+
+    /// A 4 GiB guest at `size` with `free` MiB free (and as much available).
+    fn guest(size: u64, free: u64, shares: u32) -> GuestView {
+        GuestView {
+            configured: 4096,
+            reservation: 0,
+            limit: 4096,
+            shares,
+            target: size,
+            actual: size,
+            resident: size,
+            mem: Some(GuestMem {
+                total: size,
+                free,
+                available: free,
+            }),
+            cgroup_limit: None,
+        }
+    }
+
+    fn px() -> PolicyConfig {
+        PolicyConfig {
+            kind: PolicyKind::Proxmox,
+            ..PolicyConfig::default()
+        }
+    }
+
+    /// One 10 s tick on a 10 GiB host with `consumed` MiB used.
+    fn tick(guests: &[GuestView], consumed: u64) -> Decision {
+        let cfg = px();
+        let host = HostView {
+            capacity: 10240,
+            consumed,
+        };
+        decide(
+            &cfg,
+            &Tiers::default(),
+            &host,
+            guests,
+            &PolicyState::initial(&cfg),
+        )
+    }
+
+    #[test]
+    fn above_80_percent_it_takes_by_shares_and_steps() {
+        // 90 % used: 1024 MiB to take from two guests of the same size.
+        // Above their minimums (820 MiB, 20 % of 4096) Proxmox wants them
+        // 1:2 by shares: the high-shares guest's part is above its size, so
+        // only the other gives, one 100 MiB step this round.
+        let guests = [guest(4096, 2000, 1000), guest(4096, 2000, 2000)];
+        assert_eq!(tick(&guests, 9216).targets, [Some(3996), None]);
+        // Held 1:2 already (1000 and 2000 MiB above the minimums): 60 MiB
+        // to take, both give, 20 and 40, and the split stays 1:2.
+        let guests = [guest(1820, 900, 1000), guest(2820, 1900, 2000)];
+        let d = tick(&guests, 8192 + 60);
+        assert_eq!(d.targets, [Some(1800), Some(2780)]);
+        assert!(d.cgroups.iter().all(Option::is_none));
+        assert!(d.ksm.run, "ksmtuned runs below 20 % free");
+    }
+
+    #[test]
+    fn below_80_percent_it_gives_back_to_the_maximum() {
+        // 50 % used: grow both by a step, the one below its limit only to it.
+        let mut g = [guest(2048, 10, 1000), guest(3000, 10, 1000)];
+        g[1].limit = 3050;
+        let d = tick(&g, 5120);
+        assert_eq!(d.targets, [Some(2148), Some(3050)]);
+        assert!(!d.ksm.run);
+        // At 80 % (within 10 MiB) nothing moves.
+        let d = tick(&g, 8192 - 10);
+        assert_eq!(d.targets, [None, None]);
+        let d = tick(&g, 8192 + 10);
+        assert_eq!(d.targets, [None, None]);
+    }
+
+    #[test]
+    fn minimum_is_the_reservation_or_the_fixed_floor() {
+        // Far above the goal, round after round: each guest ends at its
+        // minimum, 20 % of its size or its reservation, whatever it uses.
+        let mut g = [guest(4096, 100, 1000), guest(4096, 3000, 1000)];
+        g[0].reservation = 2048;
+        for _ in 0..100 {
+            let d = tick(&g, 10240);
+            for (x, t) in g.iter_mut().zip(&d.targets) {
+                if let Some(t) = *t {
+                    assert!(
+                        x.target - t <= PROXMOX_MAX_STEP_MIB,
+                        "{t} from {}",
+                        x.target
+                    );
+                    (x.target, x.actual) = (t, t);
+                }
+            }
+        }
+        let floor = (0.2f64 * 4096.0).ceil() as u64;
+        assert_eq!((g[0].target, g[1].target), (2048, floor));
+    }
+
+    #[test]
+    fn guests_with_ballooning_off_are_untouched() {
+        // shares 0 (Proxmox's opt-out) and no balloon stats (no driver).
+        let mut off = guest(4096, 3000, 0);
+        let mut quiet = guest(4096, 3000, 1000);
+        quiet.mem = None;
+        let on = guest(4096, 3000, 1000);
+        for consumed in [10240, 2048] {
+            let d = tick(&[off.clone(), quiet.clone(), on.clone()], consumed);
+            assert_eq!(&d.targets[..2], [None, None], "{consumed}: {d:?}");
+        }
+        let d = tick(&[off.clone(), quiet.clone(), on], 10240);
+        assert_eq!(d.targets[2], Some(3996));
+        // Only the limit, every policy's rule, applies to them.
+        off.target = 4096;
+        off.limit = 3000;
+        quiet.limit = 3000;
+        let d = tick(&[off, quiet], 10240);
+        assert_eq!(d.targets, [Some(3000), Some(3000)]);
+        // Without the ballooning tier nothing moves.
+        let cfg = px();
+        let d = decide(
+            &cfg,
+            &Tiers {
+                ballooning: false,
+                ..Tiers::default()
+            },
+            &HostView {
+                capacity: 10240,
+                consumed: 10240,
+            },
+            &[guest(4096, 3000, 1000)],
+            &PolicyState::initial(&cfg),
+        );
+        assert_eq!(d.targets, [None]);
+    }
+
+    #[test]
+    fn a_lagging_balloon_keeps_its_target() {
+        // The guest holds above its target (its own floor): a shrink that
+        // asks less than the target already does is not sent.
+        let mut g = guest(3000, 10, 1000);
+        g.target = 2500;
+        assert_eq!(tick(&[g.clone()], 10240).targets, [None]);
+        // Growing: from the actual size by a step, past the target.
+        assert_eq!(tick(&[g], 2048).targets, [Some(3100)]);
     }
 }

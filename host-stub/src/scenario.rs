@@ -522,11 +522,12 @@ impl Scenario {
         self.guest.iter().map(|g| g.get_ref())
     }
 
-    /// The policy configuration with the host's minFree.
+    /// The policy configuration with the host's minFree and the tick.
     pub fn policy_config(&self) -> PolicyConfig {
         PolicyConfig {
             min_free_mib: self.host.min_free(),
             thresholds: self.host.thresholds,
+            tick_secs: self.tick,
             ..self.policy.clone()
         }
     }

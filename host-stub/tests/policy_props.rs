@@ -3,8 +3,9 @@
 //! tunables, plus a few worked examples.
 
 use host_stub::policy::{
-    decide, lower_bound, CgroupAction, Decision, GuestMem, GuestView, HostState, HostView, Ksm,
-    PolicyConfig, PolicyKind, PolicyState, Thresholds, Tiers,
+    decide, lower_bound, proxmox_rounds, CgroupAction, Decision, GuestMem, GuestView, HostState,
+    HostView, Ksm, PolicyConfig, PolicyKind, PolicyState, Thresholds, Tiers, PROXMOX_DEADBAND_MIB,
+    PROXMOX_TARGET_PCT,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -165,6 +166,13 @@ fn config(kinds: &'static [PolicyKind], capacity: u64) -> impl Strategy<Value = 
                     ksm_step_down: down,
                     ksm_sleep_ms: sleep,
                     balloon_horizon_ticks: kmin % 8,
+                    // Proxmox's 10 s round half the time, else 1..=120 s
+                    // (rounds per tick and their step).
+                    tick_secs: if up % 2 == 0 {
+                        10.0
+                    } else {
+                        f64::from(1 + up % 120)
+                    },
                 }
             },
         )
@@ -248,14 +256,16 @@ proptest! {
     /// no policy limits a cgroup. MOM has no states: it balloons when free
     /// memory is under 20 % of capacity, which can be "high" by ESXi's
     /// thresholds when min_free is small; that is MOM's rule, so its
-    /// balloons are left out here and its cgroups are not.
+    /// balloons are left out here and its cgroups are not. Proxmox has no
+    /// states either (it balloons above 80 % used, and rebalances by shares
+    /// below): likewise.
     #[test]
     fn high_state_neither_inflates_nor_limits(w in world(ALL)) {
         let d = w.decide();
         if d.state.host_state == HostState::High {
-            if w.cfg.kind == PolicyKind::Mom {
+            if matches!(w.cfg.kind, PolicyKind::Mom | PolicyKind::Proxmox) {
                 for c in &d.cgroups {
-                    prop_assert!(!matches!(c, Some(CgroupAction::Limit(_))), "MOM in high: {c:?}");
+                    prop_assert!(!matches!(c, Some(CgroupAction::Limit(_))), "{:?} in high: {c:?}", w.cfg.kind);
                 }
                 return Ok(());
             }
@@ -283,11 +293,13 @@ proptest! {
 
     /// 2. No target above a guest's limit, and a guest above its limit is
     /// always brought down to it (to exactly the limit when nothing
-    /// inflates: in the high state for the state-driven policies).
+    /// inflates: in the high state for the state-driven policies, which
+    /// MOM and Proxmox are not).
     #[test]
     fn limit_is_never_exceeded(w in world(ALL)) {
         let d = w.decide();
-        let high = d.state.host_state == HostState::High && w.cfg.kind != PolicyKind::Mom;
+        let high = d.state.host_state == HostState::High
+            && !matches!(w.cfg.kind, PolicyKind::Mom | PolicyKind::Proxmox);
         for (t, g) in d.targets.iter().zip(&w.guests) {
             if let Some(t) = *t {
                 prop_assert!(t <= g.limit, "target {t} above the limit of {g:?}");
@@ -303,7 +315,8 @@ proptest! {
 
     /// 3. A lowered target never goes below the guest's floor (reservation,
     /// used + free share) unless it already was: BalloonRs and MOM by the
-    /// guest's stats, ESXi by its fixed floor.
+    /// guest's stats, ESXi and Proxmox (whose minimum is that floor) by the
+    /// fixed floor.
     #[test]
     fn targets_respect_the_guest_floor(w in world(ALL)) {
         let d = w.decide();
@@ -313,7 +326,7 @@ proptest! {
                 continue;
             }
             let floor = match w.cfg.kind {
-                PolicyKind::Esxi => lower_bound(&w.cfg, &esxi_view(g)),
+                PolicyKind::Esxi | PolicyKind::Proxmox => lower_bound(&w.cfg, &esxi_view(g)),
                 _ => lower_bound(&w.cfg, g),
             };
             prop_assert!(
@@ -325,7 +338,8 @@ proptest! {
 
     /// 4. Tiers escalate in order: cgroup limits only in hard or low; ESXi
     /// inflates only from soft on, BalloonRs from clear on; KSM runs only in
-    /// clear or worse.
+    /// clear or worse. (MOM and Proxmox have no states; Proxmox's rule is
+    /// 8.)
     #[test]
     fn tiers_escalate_in_order(w in world(ALL)) {
         let d = w.decide();
@@ -340,7 +354,7 @@ proptest! {
             PolicyKind::Esxi => prop_assert!(!inflating || state >= HostState::Soft, "ESXi inflates in {}", state),
             PolicyKind::BalloonRs => prop_assert!(!inflating || state >= HostState::Clear, "BalloonRs inflates in {}", state),
             PolicyKind::None => prop_assert!(!inflating, "policy none inflates"),
-            PolicyKind::Mom => {}
+            PolicyKind::Mom | PolicyKind::Proxmox => {}
         }
         if matches!(w.cfg.kind, PolicyKind::Esxi | PolicyKind::BalloonRs) && d.ksm.run {
             prop_assert!(state >= HostState::Clear, "KSM runs in {}", state);
@@ -482,6 +496,7 @@ proptest! {
             ksm_step_down: ints.5,
             ksm_sleep_ms: ints.6,
             balloon_horizon_ticks: ints.6,
+            tick_secs: floats.0,
         };
         let guests: Vec<GuestView> = guests
             .into_iter()
@@ -537,8 +552,8 @@ proptest! {
     }
 
     /// 7'. KSM follows the pressure each policy acts on (ESXi and
-    /// balloon_rs: the host in clear or worse; MOM: under 20 % of the host
-    /// free; none: never). It runs exactly when there is pressure and the
+    /// balloon_rs: the host in clear or worse; MOM and Proxmox's ksmtuned:
+    /// under 20 % of the host free; none: never). It runs exactly when there is pressure and the
     /// sharing tier is on; its scan rate rises under pressure by at most
     /// `ksm_step_up` pages a tick (strictly, until `ksm_max_pages`) and falls
     /// without it by at most `ksm_step_down` (strictly, until
@@ -553,7 +568,7 @@ proptest! {
         let d = w.decide();
         let pressure = match cfg.kind {
             PolicyKind::None => false,
-            PolicyKind::Mom => w.host.free() < 0.20 * w.host.capacity as f64,
+            PolicyKind::Mom | PolicyKind::Proxmox => w.host.free() < 0.20 * w.host.capacity as f64,
             PolicyKind::Esxi | PolicyKind::BalloonRs => d.state.host_state >= HostState::Clear,
         };
         prop_assert_eq!(d.ksm.run, pressure && w.tiers.sharing, "{:?} in {}", cfg.kind, d.state.host_state);
@@ -600,6 +615,53 @@ proptest! {
         );
         let (r1, r2) = (rate(&d.ksm), rate(&next.ksm));
         prop_assert!(if pressure { r2 >= r1 } else { r2 <= r1 }, "pressure {pressure}: rate {r1} -> {r2}");
+    }
+}
+
+proptest! {
+    #![proptest_config(config_with_cases(2000))]
+
+    /// 8. Proxmox's auto-ballooning: a guest with ballooning off (shares 0
+    /// or no stats: no driver) or without the ballooning tier is left alone
+    /// (but for the limit, every policy's rule); within 10 MiB of 80 % used
+    /// nothing moves; above it no balloon deflates (in a tick of one round);
+    /// a balloon moves at most
+    /// 10 MiB/s of the tick from its current size (rounds x step), except
+    /// to reach the reservation or the limit; no target goes below the
+    /// guest's current size and its minimum (reservation, fixed floor), nor
+    /// above its limit.
+    #[test]
+    fn proxmox_steps_toward_80_percent_within_bounds(w in world(&[PolicyKind::Proxmox])) {
+        let d = w.decide();
+        let goal = (w.host.capacity as f64 * PROXMOX_TARGET_PCT / 100.0 - w.host.consumed as f64) as i64;
+        let (rounds, step) = proxmox_rounds(w.cfg.tick_secs);
+        let most = u64::from(rounds) * step;
+        for (t, g) in d.targets.iter().zip(&w.guests) {
+            let Some(t) = *t else { continue };
+            prop_assert!(t <= g.limit, "{t} above the limit of {g:?}");
+            if g.target > g.limit {
+                // The limit fix, or Proxmox's own move below the limit.
+                continue;
+            }
+            let off = g.mem.is_none() || g.shares == 0 || !w.tiers.ballooning;
+            prop_assert!(!off, "ballooning off, yet {t} for {g:?}");
+            prop_assert!(goal.abs() > PROXMOX_DEADBAND_MIB, "goal {goal}: {t} for {g:?}");
+            let base = g.actual.min(g.configured);
+            let floor = g.reservation.min(g.limit);
+            // One round only: over several, a round that brings a VM above
+            // its maximum down to it may take more than the goal, and the
+            // next gives the excess back (as Proxmox's would).
+            if goal < 0 && rounds == 1 {
+                prop_assert!(t <= base.max(floor), "goal {goal}: {g:?} grows to {t}");
+            }
+            if t > base {
+                prop_assert!(t - base <= most || t == floor, "{base} -> {t} in {rounds} x {step} MiB");
+            } else {
+                prop_assert!(base - t <= most || t == g.limit, "{base} -> {t} in {rounds} x {step} MiB");
+            }
+            let min = lower_bound(&w.cfg, &esxi_view(g)).min(g.limit.min(g.configured));
+            prop_assert!(t >= base.min(min), "{t} below {} and the minimum {min}: {g:?}", base);
+        }
     }
 }
 
