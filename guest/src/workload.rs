@@ -237,6 +237,16 @@ pub fn run(opts: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// Pages between two progress lines of the scattered workload (64 MiB).
+const PROGRESS_PAGES: usize = 64 * MIB / PAGE;
+
+/// A progress line (`workload: progress ...`): on a slow guest the harness
+/// waits as long as these keep coming.
+fn progress(what: std::fmt::Arguments) {
+    println!("workload: progress {what}");
+    let _ = std::io::stdout().flush();
+}
+
 /// An anonymous private mapping, unmapped on drop (holes included:
 /// `munmap` of a range with unmapped parts is fine).
 struct Mapping {
@@ -278,6 +288,9 @@ impl Mapping {
                 return Err(format!("munmap: {}", std::io::Error::last_os_error()));
             }
             freed += hole / PAGE;
+            if freed % PROGRESS_PAGES == 0 {
+                progress(format_args!("freed {} MiB in holes", freed * PAGE / MIB));
+            }
         }
         Ok(freed)
     }
@@ -307,8 +320,12 @@ fn run_scattered(opts: &Options) -> Result<(), String> {
         let mem = unsafe { std::slice::from_raw_parts_mut(map.ptr, len) };
         for (page, chunk) in mem.chunks_mut(PAGE).enumerate() {
             fill_page(opts.content, page, opts.seed, chunk);
+            if (page + 1) % PROGRESS_PAGES == 0 {
+                progress(format_args!("wrote {} MiB", (page + 1) * PAGE / MIB));
+            }
         }
     }
+    progress(format_args!("wrote {} MiB, making holes", opts.mib));
     let freed = map.free_one_in(opts.free_one_in, hole)?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     println!(

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 /// How long a balloon may take to reach a target under TCG on a busy host.
 pub const SETTLE: Duration = Duration::from_secs(180);
 
+/// The longest a workload may take to fill its memory while it shows
+/// progress.
+pub const WORKLOAD_LIMIT: Duration = Duration::from_secs(900);
+
 /// Sets the guest size and waits until `actual` is exactly that.
 pub fn resize(g: &mut Guest, guest_mib: u64) -> Result<()> {
     g.qmp().set_guest_size(guest_mib * MIB)?;
@@ -96,21 +100,32 @@ pub fn follow_target(g: &mut Guest, target_mib: u64, timeout: Duration) -> Resul
 
 /// Starts `balloon-guest workload --mib {mib} {args}` in the background
 /// (log in `/tmp/w.log`, pid in `/tmp/w.pid`) and waits until it has touched
-/// all its memory.
+/// all its memory: as long as its log keeps growing (a scattered workload on
+/// the debug kernel prints progress for minutes), but no longer than
+/// [`SETTLE`] without a new line and [`WORKLOAD_LIMIT`] in all.
 pub fn start_workload(g: &mut Guest, mib: u64, args: &str) -> Result<()> {
     g.sh(&format!(
         "balloon-guest workload --mib {mib} {args} >/tmp/w.log 2>&1 & echo $! >/tmp/w.pid"
     ))?;
-    let deadline = Instant::now() + SETTLE;
-    while !g.sh("cat /tmp/w.log")?.contains("workload: touched") {
+    let start = Instant::now();
+    let (mut last, mut changed) = (String::new(), Instant::now());
+    loop {
+        let log = g.sh("cat /tmp/w.log")?;
+        if log.contains("workload: touched") {
+            return Ok(());
+        }
+        if log != last {
+            (last, changed) = (log, Instant::now());
+        }
         ensure!(
-            Instant::now() < deadline,
-            "the workload never filled its memory: {}",
-            g.sh("cat /tmp/w.log")?
+            changed.elapsed() < SETTLE && start.elapsed() < WORKLOAD_LIMIT,
+            "the workload never filled its memory ({:.0} s, {:.0} s since its last line): {}",
+            start.elapsed().as_secs_f64(),
+            changed.elapsed().as_secs_f64(),
+            last.lines().last().unwrap_or("(nothing printed)")
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
     }
-    Ok(())
 }
 
 /// Kills the workload [`start_workload`] started and waits until it is
