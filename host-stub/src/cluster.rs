@@ -83,7 +83,8 @@ use crate::simulate::{
     self, Consolidation, MeanPeak, Pain, Sim, SimConfig, StateTimes, Vm, VmSpec,
     CONSOLIDATION_MAX_HARD_LOW_PCT, CONSOLIDATION_RANGE, HOUR, ZSWAP_RATIO,
 };
-use crate::simulate::{consolidation_cell, gib, round1, round2, table_head, table_line};
+use crate::simulate::{consolidation_cell, gib, round1, round2};
+use crate::text_table;
 use crate::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -864,31 +865,18 @@ pub fn compare_balancing(cfg: &ClusterConfig) -> Result<ClusterComparison> {
 }
 
 /// Column groups of the table: (group title, [(header, width)]).
-const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
-    ("", &[("balancing", 9), ("consol.", 7)]),
+const COLUMNS: [(&str, &[&str]); 4] = [
+    ("", &["balancing", "consol."]),
     (
         "time in state, % of host-ticks",
         &[
-            ("high", 5),
-            ("clear", 5),
-            ("soft", 5),
-            ("hard", 5),
-            ("low", 5),
-            ("h+l", 5),
-            ("worst", 5),
-            ("soft+", 5),
+            "high", "clear", "soft", "hard", "low", "h+l", "worst", "soft+",
         ],
     ),
-    ("migrations", &[("count", 5), ("GiB", 6), ("VM-min", 6)]),
+    ("migrations", &["count", "GiB", "VM-min"]),
     (
         "guest pain",
-        &[
-            ("squeeze", 7),
-            ("cache", 7),
-            ("refault z/s", 11),
-            ("oom", 5),
-            ("over", 6),
-        ],
+        &["squeeze", "cache", "refault z/s", "oom", "over"],
     ),
 ];
 
@@ -913,7 +901,7 @@ fn hosts_line(hosts: &[HostSummary], end: bool) -> String {
         .join("; ")
 }
 
-/// A fixed-width text table of a comparison: a header naming the run, one
+/// A text table of a comparison: a header naming the run, one
 /// row per mode, the hosts before and after, and a legend.
 pub fn render_table(c: &ClusterComparison) -> String {
     use std::fmt::Write;
@@ -961,7 +949,7 @@ pub fn render_table(c: &ClusterComparison) -> String {
         hosts_line(&c.balanced.hosts, true)
     );
     let _ = writeln!(out);
-    out.push_str(&table_head(&COLUMNS));
+    let mut table = text_table::grouped(&COLUMNS);
     for (name, r) in [("none", &c.unbalanced), ("drs", &c.balanced)] {
         let s = &r.states;
         let p = &r.pain;
@@ -986,8 +974,9 @@ pub fn render_table(c: &ClusterComparison) -> String {
             p.oom_deflates.to_string(),
             gib(p.overflow.mean_mib),
         ];
-        let _ = writeln!(out, "{}", table_line(&COLUMNS, &cells));
+        table.add_row(cells.to_vec());
     }
+    out.push_str(&table.render());
     let _ = writeln!(out);
     let _ = writeln!(
         out,

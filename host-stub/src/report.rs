@@ -11,7 +11,7 @@
 //! of use is at least half of the recommendation (steady demand).
 
 use crate::timeline::{Sample, VmStatus};
-use crate::{Error, Result};
+use crate::{text_table, Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -221,22 +221,16 @@ impl Report {
             "Right-sizing from {} timeline(s), {:.0} s; host capacity {} MiB",
             self.timelines, self.seconds, self.capacity
         );
-        let _ = writeln!(
-            o,
-            "{:<10} {:>6} | {:>6} {:>6} {:>6} | {:>9} | {:>7} {:>7} {:>7} {:>7} | {:>11} {:>11}",
-            "VM",
-            "config",
-            "used",
-            "p95",
-            "peak",
-            "ballooned",
-            "balloon",
-            "shared",
-            "compr",
-            "swap",
-            "recommended",
-            "reservation"
-        );
+        let mut t = text_table::grouped(&[
+            ("", &["VM", "config"]),
+            ("used, MiB", &["mean", "p95", "peak"]),
+            ("", &["ballooned"]),
+            (
+                "reclaimed, mean MiB",
+                &["balloon", "shared", "compr", "swap"],
+            ),
+            ("", &["recommended", "reservation"]),
+        ]);
         for v in &self.vms {
             let (m, p95, pk) = v
                 .used
@@ -248,24 +242,29 @@ impl Report {
                         format!("{:.0}", u.peak),
                     )
                 });
-            let g = |k: &str| v.reclaimed_mean.get(k).copied().unwrap_or(0.0);
-            let _ = writeln!(
-                o,
-                "{:<10} {:>6} | {:>6} {:>6} {:>6} | {:>8.0}% | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>11} {:>11}",
-                v.name,
-                v.configured,
+            let g = |k: &str| format!("{:.0}", v.reclaimed_mean.get(k).copied().unwrap_or(0.0));
+            let ballooned = if self.seconds > 0.0 {
+                100.0 * v.ballooned_s / self.seconds
+            } else {
+                0.0
+            };
+            t.add_row(vec![
+                v.name.clone(),
+                v.configured.to_string(),
                 m,
                 p95,
                 pk,
-                if self.seconds > 0.0 { 100.0 * v.ballooned_s / self.seconds } else { 0.0 },
+                format!("{ballooned:.0}%"),
                 g("balloon"),
                 g("shared"),
                 g("compressed"),
                 g("swapped"),
-                v.recommended.map_or("no stats".into(), |r| format!("{r} MiB")),
+                v.recommended
+                    .map_or("no stats".into(), |r| format!("{r} MiB")),
                 v.reservation.map_or("-".into(), |r| format!("{r} MiB")),
-            );
+            ]);
         }
+        o.push_str(&t.render());
         let _ = writeln!(
             o,
             "configured {} MiB, recommended {} MiB on a {} MiB host: {}",

@@ -79,7 +79,7 @@ use crate::policy::{
     self, CgroupAction, GuestMem, GuestView, HostState, HostView, Ksm, PolicyConfig, PolicyKind,
     PolicyState, Tiers,
 };
-use crate::{Error, Result};
+use crate::{text_table, Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Most VMs in one simulation.
@@ -1363,89 +1363,20 @@ pub(crate) fn consolidation_cell(c: Option<Consolidation>) -> String {
 }
 
 /// Column groups of the table: (group title, [(header, width)]).
-const COLUMNS: [(&str, &[(&str, usize)]); 4] = [
-    ("", &[("policy", 10), ("consol.", 7), ("sq@max", 7)]),
+const COLUMNS: [(&str, &[&str]); 4] = [
+    ("", &["policy", "consol.", "sq@max"]),
     (
         "time in state, %",
-        &[
-            ("high", 5),
-            ("clear", 5),
-            ("soft", 5),
-            ("hard", 5),
-            ("low", 5),
-            ("h+l", 5),
-        ],
+        &["high", "clear", "soft", "hard", "low", "h+l"],
     ),
     (
         "reclaimed, mean GiB",
-        &[
-            ("balloon", 7),
-            ("shared", 6),
-            ("compr", 6),
-            ("swap", 6),
-            ("total", 6),
-        ],
+        &["balloon", "shared", "compr", "swap", "total"],
     ),
-    (
-        "guest pain",
-        &[
-            ("squeeze", 7),
-            ("cache", 7),
-            ("refault z/s", 11),
-            ("over", 6),
-        ],
-    ),
+    ("guest pain", &["squeeze", "cache", "refault z/s", "over"]),
 ];
 
-/// A table's head: the group titles centred over their columns, the
-/// column headers, and a rule as wide as the headers.
-pub(crate) fn table_head(columns: &[(&str, &[(&str, usize)])]) -> String {
-    let titles: Vec<String> = columns
-        .iter()
-        .map(|(title, cols)| {
-            let w = cols.iter().map(|(_, w)| w + 1).sum::<usize>() - 1;
-            format!("{title:^w$}")
-        })
-        .collect();
-    let headers: Vec<String> = columns
-        .iter()
-        .flat_map(|(_, cols)| cols.iter().map(|(h, _)| h.to_string()))
-        .collect();
-    let header = table_line(columns, &headers);
-    format!(
-        "{}\n{header}\n{}\n",
-        titles.join(" | ").trim_end(),
-        "-".repeat(header.len())
-    )
-}
-
-/// One table line from cells in `columns` order (group title, [(header,
-/// width)]): the first column left-aligned, the others right-aligned,
-/// groups separated by " | ".
-pub(crate) fn table_line(columns: &[(&str, &[(&str, usize)])], cells: &[String]) -> String {
-    let mut cells = cells.iter();
-    let groups: Vec<String> = columns
-        .iter()
-        .enumerate()
-        .map(|(g, (_, cols))| {
-            cols.iter()
-                .enumerate()
-                .map(|(i, (_, w))| {
-                    let cell = cells.next().map_or("", String::as_str);
-                    if g == 0 && i == 0 {
-                        format!("{cell:<w$}")
-                    } else {
-                        format!("{cell:>w$}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    groups.join(" | ")
-}
-
-/// A fixed-width text table of a comparison: a header naming the run, one
+/// A text table of a comparison: a header naming the run, one
 /// row per policy, and a legend.
 pub fn render_table(c: &Comparison) -> String {
     use std::fmt::Write;
@@ -1478,7 +1409,7 @@ pub fn render_table(c: &Comparison) -> String {
         .collect();
     let _ = writeln!(out, "mix: {}", mix.join(", "));
     let _ = writeln!(out);
-    out.push_str(&table_head(&COLUMNS));
+    let mut table = text_table::grouped(&COLUMNS);
     for r in &c.results {
         let s = &r.states;
         let rc = &r.reclaimed;
@@ -1508,8 +1439,9 @@ pub fn render_table(c: &Comparison) -> String {
             format!("{}/{}", gib(p.refault_zswap_mib), gib(p.refault_swap_mib)),
             gib(p.overflow.mean_mib),
         ];
-        let _ = writeln!(out, "{}", table_line(&COLUMNS, &cells));
+        table.add_row(cells.to_vec());
     }
+    out.push_str(&table.render());
     let _ = writeln!(out);
     let _ = writeln!(
         out,

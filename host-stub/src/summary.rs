@@ -2,6 +2,7 @@
 //! long it spent in each state, and what was unavailable or lost.
 
 use crate::policy::HostState;
+use crate::text_table;
 use crate::timeline::Sample;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -149,27 +150,38 @@ impl Summary {
             self.ksm_saving_peak,
             self.zswap_pool_peak
         );
-        let _ = writeln!(
-            o,
-            "  {:<10} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}  first ballooned",
-            "VM", "config", "balloon", "at end", "min size", "shared", "compr", "swap"
-        );
+        let mut t = text_table::new(&[
+            "VM",
+            "config",
+            "balloon",
+            "at end",
+            "min size",
+            "shared",
+            "compr",
+            "swap",
+            "first ballooned",
+        ]);
+        text_table::left(&mut t, 8);
         for v in &self.vms {
-            let _ = writeln!(
-                o,
-                "  {:<10} {:>6} {:>8} {:>8} {:>8} {:>7.0} {:>7.0} {:>7.0}  {}{}",
-                v.name,
-                v.configured,
-                v.balloon_peak,
-                v.balloon_end,
-                v.actual_min,
-                v.shared_peak,
-                v.compressed_peak,
-                v.swapped_peak,
-                v.first_ballooned_at
-                    .map_or("never".to_string(), |t| format!("at {t:.0} s")),
-                if v.lost { "  LOST" } else { "" }
-            );
+            t.add_row([
+                v.name.clone(),
+                v.configured.to_string(),
+                v.balloon_peak.to_string(),
+                v.balloon_end.to_string(),
+                v.actual_min.to_string(),
+                format!("{:.0}", v.shared_peak),
+                format!("{:.0}", v.compressed_peak),
+                format!("{:.0}", v.swapped_peak),
+                format!(
+                    "{}{}",
+                    v.first_ballooned_at
+                        .map_or("never".to_string(), |t| format!("at {t:.0} s")),
+                    if v.lost { "  LOST" } else { "" }
+                ),
+            ]);
+        }
+        for line in text_table::render(&t).lines() {
+            let _ = writeln!(o, "  {line}");
         }
         for a in &self.alerts {
             let _ = writeln!(o, "  {a}");

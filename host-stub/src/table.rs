@@ -1,6 +1,7 @@
 //! The live table: per VM configured, resident, balloon, shared,
 //! compressed, swapped, guest free and state; a header line for the host.
 
+use crate::text_table;
 use crate::timeline::{Sample, VmStatus};
 use std::fmt::Write;
 
@@ -43,11 +44,11 @@ pub fn render(s: &Sample, name: &str) -> String {
             }
         );
     }
-    let _ = writeln!(
-        out,
-        "{:<10} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  state",
-        "VM", "config", "rss", "balloon", "target", "shared", "compr", "swap", "free", "avail"
-    );
+    let mut t = text_table::new(&[
+        "VM", "config", "rss", "balloon", "target", "shared", "compr", "swap", "free", "avail",
+        "state",
+    ]);
+    text_table::left(&mut t, 10);
     for v in &s.vms {
         let g = |k: &str| {
             v.guest
@@ -62,22 +63,21 @@ pub fn render(s: &Sample, name: &str) -> String {
                 None => "running".to_string(),
             },
         };
-        let _ = writeln!(
-            out,
-            "{:<10} {:>6} {:>6} {:>7} {:>6} {:>6.0} {:>6.0} {:>6.0} {:>6} {:>6}  {}",
-            v.name,
-            v.configured,
-            v.resident,
-            v.balloon,
-            v.target,
-            v.shared,
-            v.compressed,
-            v.swapped,
+        t.add_row([
+            v.name.clone(),
+            v.configured.to_string(),
+            v.resident.to_string(),
+            v.balloon.to_string(),
+            v.target.to_string(),
+            format!("{:.0}", v.shared),
+            format!("{:.0}", v.compressed),
+            format!("{:.0}", v.swapped),
             g("unused"),
             g("usable"),
-            state
-        );
+            state,
+        ]);
     }
+    out.push_str(&text_table::render(&t));
     for e in &s.events {
         let _ = writeln!(out, "  * {e}");
     }
