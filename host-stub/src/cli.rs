@@ -18,9 +18,29 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "balloon-host", version)]
 pub struct Cli {
+    /// More log lines on stderr: -v debug, -vv trace (BALLOON_HOST_LOG, an
+    /// env-filter, overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Fewer: warnings and errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The log filter the flags ask for: info from balloon-host itself by
+    /// default, warnings from the libraries.
+    pub fn log_filter(&self) -> &'static str {
+        match (self.quiet, self.verbose) {
+            (true, _) => "warn",
+            (false, 0) => "warn,host_stub=info,balloon_host=info",
+            (false, 1) => "info,host_stub=debug,balloon_host=debug",
+            (false, _) => "debug,host_stub=trace,balloon_host=trace",
+        }
+    }
 }
 
 /// The commands.
@@ -42,19 +62,26 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
     },
-    /// Manage QEMU guests that are already running, by their QMP sockets.
+    /// Manage QEMU guests that are already running, by their QMP sockets
+    /// or libvirt domains; with --config, as a daemon from a config file
+    /// (re-read on SIGHUP).
     Attach {
+        /// A config file: a scenario file whose guests have `qmp = PATH`
+        /// (or `libvirt = URI` at the top); runs until stopped unless it
+        /// sets a duration.
+        #[arg(long, conflicts_with_all = ["guests", "libvirt", "capacity", "min_free", "tiers"])]
+        config: Option<PathBuf>,
         /// NAME=QMP_SOCKET for each guest (its balloon device must have
         /// id=balloon0); with --libvirt, domain names.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "config")]
         guests: Vec<String>,
         /// Manage libvirt domains on this connection (e.g. qemu:///system)
         /// through libvirt's balloon and memory-stats calls.
         #[arg(long, value_name = "URI")]
         libvirt: Option<String>,
         /// The host's memory for these guests: 2G, 1536M, or MiB.
-        #[arg(long, value_parser = size::arg_mib)]
-        capacity: u64,
+        #[arg(long, value_parser = size::arg_mib, required_unless_present = "config")]
+        capacity: Option<u64>,
         /// minFree: 128M, 1G, or MiB (default 6 % of capacity).
         #[arg(long, value_parser = size::arg_mib)]
         min_free: Option<u64>,
@@ -307,6 +334,17 @@ fn finish(report: run::RunReport) -> Result<()> {
     Ok(())
 }
 
+/// A running guest's configured memory, MiB, through the way it is
+/// reached.
+fn guest_size(spec: &GuestSpec, to: &run::AttachTo) -> Result<u64> {
+    match to {
+        run::AttachTo::Qmp(sock) => configured_mib(&mut connect(sock)?),
+        run::AttachTo::Libvirt { uri } => {
+            crate::libvirt::LibvirtDomain::open(uri, &spec.name)?.configured_mib()
+        }
+    }
+}
+
 fn attach_scenario(
     guests: &[String],
     libvirt: Option<&str>,
@@ -351,6 +389,7 @@ fn attach_scenario(
             cpus: 1,
             host: "a".into(),
             workload: Vec::new(),
+            qmp: None,
         });
         sockets.push((name.to_string(), to));
     }
@@ -386,6 +425,12 @@ pub fn main(cli: Cli) -> Result<()> {
             metrics,
         } => {
             let sc = Scenario::load(&scenario)?;
+            if sc.libvirt.is_some() || sc.guests().any(|g| g.qmp.is_some()) {
+                return Err(Error::Scenario {
+                    path: scenario,
+                    message: "qmp and libvirt name running guests: use `balloon-host attach --config` for such a file".into(),
+                });
+            }
             let stop = run::interrupt_flag()?;
             let mut opts = RunOptions::for_scenario(&sc.name);
             if let Some(o) = out {
@@ -396,6 +441,7 @@ pub fn main(cli: Cli) -> Result<()> {
             finish(run::run(&sc, &opts, &stop)?)
         }
         Command::Attach {
+            config,
             guests,
             libvirt,
             capacity,
@@ -407,20 +453,39 @@ pub fn main(cli: Cli) -> Result<()> {
             no_live,
             metrics,
         } => {
-            let (sc, sockets) = attach_scenario(
-                &guests,
-                libvirt.as_deref(),
-                capacity,
-                min_free,
-                duration,
-                tick,
-                &tiers,
-            )?;
             let stop = run::interrupt_flag()?;
+            let (sc, sockets, reload) = match config {
+                Some(path) => {
+                    let (sc, sockets) = crate::daemon::load(&path, guest_size)?;
+                    let reload = run::Reload {
+                        flag: run::hangup_flag()?,
+                        path,
+                    };
+                    (sc, sockets, Some(reload))
+                }
+                None => {
+                    let capacity = capacity.ok_or_else(|| {
+                        Error::Invalid("attach needs --capacity (or --config)".into())
+                    })?;
+                    let (sc, sockets) = attach_scenario(
+                        &guests,
+                        libvirt.as_deref(),
+                        capacity,
+                        min_free,
+                        duration,
+                        tick,
+                        &tiers,
+                    )?;
+                    (sc, sockets, None)
+                }
+            };
             let mut opts = RunOptions::for_scenario(&sc.name);
             opts.out_dir = out;
             opts.live &= !no_live;
+            // A daemon's stdout is the journal: the table only on a terminal.
+            opts.table = reload.is_none() || opts.live;
             opts.metrics = metrics;
+            opts.reload = reload;
             finish(run::attach(&sc, &sockets, &opts, &stop)?)
         }
         Command::Status {
@@ -659,7 +724,7 @@ mod tests {
             matches!(
                 c.command,
                 Command::Attach {
-                    capacity: 1536,
+                    capacity: Some(1536),
                     min_free: Some(96),
                     ..
                 }

@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod chart;
 pub mod cli;
 pub mod cluster;
+pub mod daemon;
 pub mod error;
 pub mod host;
 #[cfg(feature = "libvirt")]

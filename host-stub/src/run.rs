@@ -37,7 +37,25 @@ pub struct RunOptions {
     pub zswap_dir: PathBuf,
     /// Serve Prometheus metrics here while running.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Print the table each tick (off for a daemon whose stdout is the
+    /// journal).
+    pub table: bool,
+    /// Re-read this config file when the flag is set (SIGHUP).
+    pub reload: Option<Reload>,
 }
+
+/// A daemon's config file and the flag SIGHUP sets.
+#[derive(Clone, Debug)]
+pub struct Reload {
+    /// The config file.
+    pub path: PathBuf,
+    /// Set by SIGHUP; cleared when the file has been re-read.
+    pub flag: Arc<AtomicBool>,
+}
+
+/// Samples a run that goes on until stopped keeps for its summary and
+/// chart (two hours at 2 s ticks); the timeline file has every tick.
+pub const KEEP_SAMPLES: usize = 3600;
 
 impl RunOptions {
     /// Defaults for a scenario: `out/<name>`, live if stdout is a terminal.
@@ -50,6 +68,8 @@ impl RunOptions {
             ksm_dir: PathBuf::from(host::KSM),
             zswap_dir: PathBuf::from(host::ZSWAP),
             metrics: None,
+            table: true,
+            reload: None,
         }
     }
 }
@@ -222,7 +242,7 @@ fn setup_mechanisms(
     };
     let off = |m: &mut Mechanisms, tier: &str, why: String| {
         let msg = format!("tier {tier} unavailable: {why}; continuing without it");
-        eprintln!("balloon-host: {msg}");
+        tracing::warn!("{msg}");
         m.unavailable.push(msg);
     };
     let cfg = scenario.policy_config();
@@ -273,6 +293,33 @@ fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
     }
     !stop.load(Ordering::Relaxed)
+}
+
+/// Installs a SIGHUP handler that sets the returned flag.
+pub fn hangup_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&flag))
+        .map_err(Error::io("installing the SIGHUP handler"))?;
+    Ok(flag)
+}
+
+/// Re-reads a daemon's config: the new scenario if it can be applied to
+/// the running one, with what changed; the running guests' sizes fill those
+/// the file leaves out.
+fn reload(path: &Path, running: &Scenario) -> std::result::Result<(Scenario, Vec<String>), String> {
+    let sizes: BTreeMap<&str, u64> = running
+        .guests()
+        .map(|g| (g.name.as_str(), g.memory_mib))
+        .collect();
+    let (new, _) = crate::daemon::load(path, |g, _| {
+        sizes
+            .get(g.name.as_str())
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("guest {} is not running here", g.name)))
+    })
+    .map_err(|e| e.to_string())?;
+    let changes = crate::daemon::reload_changes(running, &new)?;
+    Ok((new, changes))
 }
 
 /// Installs SIGINT/SIGTERM handlers that set the returned flag.
@@ -359,7 +406,9 @@ fn run_with(
     settings: &mut HostSettings,
     attach_to: Option<&[(String, AttachTo)]>,
 ) -> Result<RunReport> {
-    let mech = setup_mechanisms(settings, scenario, opts);
+    // A daemon's reload replaces it.
+    let mut scenario = std::borrow::Cow::Borrowed(scenario);
+    let mech = setup_mechanisms(settings, &scenario, opts);
     let mut vms: Vec<Vm> = Vec::new();
     for (i, spec) in scenario.guests().enumerate() {
         let cgroup = match &mech.cgroups {
@@ -413,9 +462,11 @@ fn run_with(
                 if stop.load(Ordering::Relaxed) {
                     return Err(Error::Interrupted);
                 }
-                eprintln!(
-                    "balloon-host: booting {} ({} MiB, {:?} driver)",
-                    vm.spec.name, vm.spec.memory_mib, vm.spec.driver
+                tracing::info!(
+                    "booting {} ({} MiB, {:?} driver)",
+                    vm.spec.name,
+                    vm.spec.memory_mib,
+                    vm.spec.driver
                 );
                 vm.conn = Some(Conn::Owned(Box::new(boot_guest(
                     &vm.spec,
@@ -444,11 +495,11 @@ fn run_with(
     let latest: crate::metrics::Latest = Default::default();
     if let Some(addr) = opts.metrics {
         let bound = crate::metrics::serve(addr, latest.clone())?;
-        eprintln!("balloon-host: metrics on http://{bound}/metrics");
+        tracing::info!("metrics on http://{bound}/metrics");
     }
     let timeline_path = opts.out_dir.join("timeline.jsonl");
     let mut writer = timeline::Writer::create(&timeline_path)?;
-    let hosts = scenario.hosts();
+    let mut hosts = scenario.hosts();
     let mut states: Vec<PolicyState> = hosts
         .iter()
         .map(|(_, _, cfg)| PolicyState::initial(cfg))
@@ -459,6 +510,7 @@ fn run_with(
     let mut lost = Vec::new();
     let start = Instant::now();
     let mut first = true;
+    let mut ticks: u64 = 0;
     let mut alerts = crate::alerts::Alerts::new(scenario.alerts.clone());
     loop {
         let t = start.elapsed().as_secs_f64();
@@ -466,6 +518,40 @@ fn run_with(
         if first {
             events.extend(mech.unavailable.iter().cloned());
             first = false;
+        }
+        // SIGHUP: the daemon's config again, applied between two ticks.
+        if let Some(r) = opts
+            .reload
+            .as_ref()
+            .filter(|r| r.flag.swap(false, Ordering::Relaxed))
+        {
+            match reload(&r.path, &scenario) {
+                Ok((new, changes)) => {
+                    let msg = if changes.is_empty() {
+                        format!("reloaded {}: nothing changed", r.path.display())
+                    } else {
+                        format!("reloaded {}: {}", r.path.display(), changes.join(", "))
+                    };
+                    tracing::info!("{msg}");
+                    events.push(msg);
+                    for (vm, spec) in vms.iter_mut().zip(new.guests()) {
+                        vm.spec = spec.clone();
+                    }
+                    if new.alerts != scenario.alerts {
+                        alerts = crate::alerts::Alerts::new(new.alerts.clone());
+                    }
+                    hosts = new.hosts();
+                    scenario = std::borrow::Cow::Owned(new);
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "reload of {} refused, the running configuration stays: {e}",
+                        r.path.display()
+                    );
+                    tracing::warn!("{msg}");
+                    events.push(msg);
+                }
+            }
         }
         // Observe.
         let mut obs: Vec<Option<Observed>> = Vec::new();
@@ -475,7 +561,7 @@ fn run_with(
                     Ok(o) => Some(o),
                     Err(e) => {
                         let msg = format!("guest {} lost: {e}", vm.spec.name);
-                        eprintln!("balloon-host: {msg}");
+                        tracing::warn!("{msg}");
                         events.push(msg.clone());
                         lost.push(msg);
                         vm.conn = None; // kills an owned QEMU
@@ -668,25 +754,31 @@ fn run_with(
         };
         sample.alerts = alerts.update(&sample);
         for a in &sample.alerts {
-            eprintln!("balloon-host: {a}");
+            tracing::warn!("{a}");
         }
         writer.write(&sample)?;
         if let Ok(mut l) = latest.lock() {
             *l = Some(sample.clone());
         }
-        table::show(&sample, &scenario.name, opts.live);
+        if opts.table {
+            table::show(&sample, &scenario.name, opts.live);
+        }
         samples.push(sample);
+        ticks += 1;
+        if scenario.duration.is_infinite() && samples.len() > KEEP_SAMPLES {
+            samples.drain(..samples.len() - KEEP_SAMPLES);
+        }
         if vms.iter().all(|v| v.status == VmStatus::Lost) {
-            eprintln!("balloon-host: every guest is lost; stopping");
+            tracing::warn!("every guest is lost; stopping");
             break;
         }
-        let next = Duration::from_secs_f64(scenario.tick * samples.len() as f64);
-        if start.elapsed() >= Duration::from_secs_f64(scenario.duration) {
+        let next = Duration::from_secs_f64(scenario.tick * ticks as f64);
+        if start.elapsed().as_secs_f64() >= scenario.duration {
             break;
         }
         if !sleep_unless(stop, next.saturating_sub(start.elapsed()).max(tick / 10)) {
-            eprintln!(
-                "balloon-host: interrupted at {:.0} s; stopping the guests and putting the host back",
+            tracing::info!(
+                "interrupted at {:.0} s; stopping the guests and putting the host back",
                 start.elapsed().as_secs_f64()
             );
             break;
@@ -697,7 +789,7 @@ fn run_with(
         if let Some(Conn::Owned(g)) = vm.conn.take() {
             if let Err(e) = g.shutdown() {
                 let msg = format!("guest {}: {e}", vm.spec.name);
-                eprintln!("balloon-host: {msg}");
+                tracing::warn!("{msg}");
                 lost.push(msg);
             }
         }
@@ -712,7 +804,7 @@ fn run_with(
         &png,
     ) {
         Ok(()) => files.extend([svg, png]),
-        Err(e) => eprintln!("balloon-host: chart not drawn: {e}"),
+        Err(e) => tracing::warn!("chart not drawn: {e}"),
     }
     let sum = summary::Summary::from_samples(&samples, &mech.unavailable, &lost);
     let raised = alerts.raised.len();
@@ -866,7 +958,7 @@ fn migrate(vm: &mut Vm, from: &str, (to, to_name): (usize, &str)) -> String {
             vm.cgroup_limit = None;
         }
     }
-    eprintln!("balloon-host: live-migrating {name} from host {from} to host {to_name}");
+    tracing::info!("live-migrating {name} from host {from} to host {to_name}");
     let t0 = Instant::now();
     match g.migrate_local(vm.cgroup.as_ref().map(VmCgroup::procs), MIGRATION_TIMEOUT) {
         Ok(()) => {

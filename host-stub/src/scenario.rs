@@ -85,8 +85,9 @@ fn default_content() -> Content {
 pub struct GuestSpec {
     /// Short name: letters, digits, `-` and `_`.
     pub name: String,
-    /// Configured RAM, MiB (or a size: "1G").
-    #[serde(deserialize_with = "size::de_mib")]
+    /// Configured RAM, MiB (or a size: "1G"); in an attach config, read
+    /// from the running guest when left out.
+    #[serde(default, deserialize_with = "size::de_mib")]
     pub memory_mib: u64,
     /// Never balloon below this, MiB (default 0).
     #[serde(default, deserialize_with = "size::de_mib")]
@@ -117,6 +118,9 @@ pub struct GuestSpec {
     /// Workloads, in any order.
     #[serde(default)]
     pub workload: Vec<Spanned<Workload>>,
+    /// Attach config only: the running QEMU's QMP socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qmp: Option<PathBuf>,
 }
 
 fn default_shares() -> u32 {
@@ -216,7 +220,9 @@ impl SecondHost {
 pub struct Scenario {
     /// Name (the output directory under `out/`).
     pub name: String,
-    /// Seconds the policy loop runs once the guests are up.
+    /// Seconds the policy loop runs once the guests are up (default: until
+    /// stopped, as a daemon runs).
+    #[serde(default = "until_stopped")]
     pub duration: f64,
     /// Seconds between policy ticks (default 2).
     #[serde(default = "default_tick")]
@@ -236,10 +242,18 @@ pub struct Scenario {
     pub alerts: crate::alerts::AlertConfig,
     /// Guests.
     pub guest: Vec<Spanned<GuestSpec>>,
+    /// Attach config only: manage libvirt domains (the guests' names) on
+    /// this connection, e.g. `qemu:///system`, instead of QMP sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libvirt: Option<String>,
 }
 
 fn default_tick() -> f64 {
     2.0
+}
+
+fn until_stopped() -> f64 {
+    f64::INFINITY
 }
 
 /// The 1-based line of byte `offset` in `text`.
@@ -287,6 +301,23 @@ impl Scenario {
 
     /// Parses and validates scenario text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let s = Self::parse_unchecked(text, path)?;
+        s.check(text, path)?;
+        Ok(s)
+    }
+
+    /// Checks what the parser cannot: sizes, relations between fields;
+    /// errors name the field and its line in `text`.
+    pub fn check(&self, text: &str, path: &Path) -> Result<()> {
+        self.validate(text).map_err(|message| Error::Scenario {
+            path: PathBuf::from(path),
+            message,
+        })
+    }
+
+    /// Parses scenario text without [`Scenario::check`] (an attach config
+    /// fills the guests' sizes from the guests first).
+    pub fn parse_unchecked(text: &str, path: &Path) -> Result<Self> {
         let err = |message: String| Error::Scenario {
             path: PathBuf::from(path),
             message,
@@ -303,7 +334,6 @@ impl Scenario {
                 None => err(msg),
             }
         })?;
-        s.validate(text).map_err(err)?;
         Ok(s)
     }
 
@@ -319,9 +349,11 @@ impl Scenario {
                 self.name
             ));
         }
-        if !(self.duration.is_finite() && self.duration > 0.0 && self.duration <= MAX_DURATION_S) {
+        let bounded =
+            self.duration.is_finite() && self.duration > 0.0 && self.duration <= MAX_DURATION_S;
+        if !(bounded || self.duration == f64::INFINITY) {
             return Err(format!(
-                "line {}: duration {}: must be > 0 and <= {MAX_DURATION_S} seconds",
+                "line {}: duration {}: must be > 0 and <= {MAX_DURATION_S} seconds (leave it out to run until stopped)",
                 at("duration"),
                 self.duration
             ));

@@ -330,6 +330,93 @@ fn status_set_and_attach_a_running_guest() -> TestResult {
     Ok(())
 }
 
+/// `attach --config` as a daemon runs it: from a config file naming a
+/// running guest, until SIGTERM; SIGHUP with a changed capacity and shares
+/// applies them at the next tick, SIGHUP with a broken file is refused and
+/// the running configuration stays; SIGTERM stops it cleanly with the host
+/// put back, and the guest lives on.
+#[test]
+fn attach_config_reloads_on_sighup() -> TestResult {
+    use qemu_test::{Driver, Guest, GuestConfig};
+    let dir = scratch("daemon");
+    let before = host_settings();
+    let sock = dir.join("qmp.sock");
+    let sock_s = sock.display().to_string();
+    let mut cfg = GuestConfig::new("daemon")?;
+    cfg.mem_mib = 384;
+    cfg.cpus = 1;
+    cfg.extra_qemu_args = vec!["-qmp".into(), format!("unix:{sock_s},server=on,wait=off")];
+    let mut g = Guest::boot(cfg)?;
+    g.load(Driver::BalloonRs)?;
+    let config = |capacity: &str, shares: u32| {
+        format!(
+            "name = \"daemon\"\ntick = 1\n[host]\ncapacity_mib = \"{capacity}\"\n\
+             [tiers]\nsharing = false\nballooning = true\ncompression = false\nswapping = false\n\
+             [[guest]]\nname = \"a\"\nqmp = \"{sock_s}\"\nshares = {shares}\n"
+        )
+    };
+    let path = dir.join("balloon-host.toml");
+    std::fs::write(&path, config("1G", 1000))?;
+    let child = Command::new(BIN)
+        .args(["attach", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as i32;
+    let timeline = dir.join("out/timeline.jsonl");
+    let samples = || host_stub::timeline::read(&timeline).unwrap_or_default();
+    wait_for("the first ticks", Duration::from_secs(60), || {
+        samples().len() >= 3
+    })?;
+    assert_eq!(samples().last().map(|s| s.host.capacity), Some(1024));
+    // A changed file, then SIGHUP: applied at the next tick.
+    std::fs::write(&path, config("768M", 3000))?;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_for("the reload", Duration::from_secs(30), || {
+        samples().last().is_some_and(|s| s.host.capacity == 768)
+    })?;
+    let events: Vec<String> = samples().into_iter().flat_map(|s| s.events).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("host.capacity_mib 1024 -> 768")
+                && e.contains("a.shares 1000 -> 3000")),
+        "{events:?}"
+    );
+    // A broken file: refused, nothing changes, the daemon goes on.
+    std::fs::write(&path, config("768M", 3000).replace("shares", "shrares"))?;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    wait_for("the refusal", Duration::from_secs(30), || {
+        samples()
+            .iter()
+            .flat_map(|s| s.events.iter())
+            .any(|e| e.contains("refused") && e.contains("shrares"))
+    })?;
+    let n = samples().len();
+    wait_for("ticks after the refusal", Duration::from_secs(30), || {
+        samples().len() >= n + 2
+    })?;
+    assert_eq!(samples().last().map(|s| s.host.capacity), Some(768));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("reloaded") && err.contains("refused"),
+        "the log says it too: {err}"
+    );
+    assert_eq!(before, host_settings());
+    g.check_alive("after the daemon stopped")?;
+    g.shutdown()?;
+    Ok(())
+}
+
 #[test]
 fn simulate_cluster_compares_balancing_and_draws_the_chart() -> TestResult {
     let dir = scratch("cluster");
