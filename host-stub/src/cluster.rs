@@ -84,7 +84,7 @@ use crate::simulate::{
     CONSOLIDATION_MAX_HARD_LOW_PCT, CONSOLIDATION_RANGE, HOUR, ZSWAP_RATIO,
 };
 use crate::simulate::{consolidation_cell, gib, round1, round2};
-use crate::text_table;
+use crate::{balance, text_table};
 use crate::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -517,7 +517,7 @@ impl<'a> Cluster<'a> {
             .collect();
         let min_free = hosts.first().map_or(0, |h| h.policy.min_free_mib) as f64;
         let th = &cfg.sim.policy.thresholds;
-        let leave_soft_mib = th.clear / 100.0 * min_free * (1.0 + th.hysteresis_pct / 100.0);
+        let leave_soft_mib = balance::leave_soft_mib(th, min_free);
         let start = ids
             .iter()
             .map(|ids| (ids.len(), ids.iter().map(|&i| fleet[i].configured).sum()))
@@ -610,51 +610,58 @@ impl<'a> Cluster<'a> {
         involved
     }
 
-    /// The DRS-like pass: starts migrations away from hosts under sustained
-    /// pressure. `settled` hosts (a migration just landed) wait a tick.
+    /// The DRS-like pass ([`balance::plan`], the real loop's balancer):
+    /// starts migrations away from hosts under sustained pressure.
+    /// `settled` hosts (a migration just landed) wait a tick.
     fn balance(&mut self, settled: &[bool]) {
         let b = &self.cfg.balance;
-        let n = self.hosts.len();
         let mut busy = settled.to_vec();
         for f in &self.flights {
             busy[f.from] = true;
             busy[f.to] = true;
         }
-        let free: Vec<f64> = self
+        let hosts: Vec<balance::Host> = self
             .hosts
             .iter()
-            .map(|s| s.capacity as f64 - s.consumed_now)
+            .enumerate()
+            .map(|(h, s)| balance::Host {
+                state: s.state.host_state,
+                pressured: self.sustain[h],
+                free: s.capacity as f64 - s.consumed_now,
+                leave_soft: self.leave_soft_mib,
+                keep: self.dest_keep_mib,
+                busy: busy[h],
+            })
             .collect();
-        let mut sources: Vec<usize> = (0..n)
-            .filter(|&h| !busy[h] && self.sustain[h] >= b.sustain_ticks)
-            .collect();
-        sources.sort_by(|&a, &b| free[a].total_cmp(&free[b]).then(a.cmp(&b)));
-        for src in sources {
-            if self.flights.len() >= b.max_concurrent {
-                break;
+        // Every VM, with where it is: (host, position on it).
+        let cooldown = u64::from(b.cooldown_ticks);
+        let mut at = Vec::new();
+        let mut vms = Vec::new();
+        for (h, sim) in self.hosts.iter().enumerate() {
+            for (pos, (vm, &id)) in sim.vms.iter().zip(&self.ids[h]).enumerate() {
+                at.push((h, pos));
+                vms.push(balance::Vm {
+                    host: h,
+                    copy: vm.touched(),
+                    frees: vm.ram - vm.merged + vm.zswap / ZSWAP_RATIO,
+                    may_move: self.landed[id].is_none_or(|t| self.tick - t >= cooldown),
+                });
             }
-            let need = self.leave_soft_mib - free[src];
-            if busy[src] || need <= 0.0 {
-                continue;
-            }
-            let dst = (0..n)
-                .filter(|&h| {
-                    h != src && !busy[h] && self.hosts[h].state.host_state < HostState::Soft
-                })
-                .max_by(|&a, &b| free[a].total_cmp(&free[b]).then(b.cmp(&a)));
-            let Some(dst) = dst else { continue };
-            let room = free[dst] - self.dest_keep_mib;
-            let Some(pos) = self.pick_vm(src, need, room) else {
-                continue;
-            };
+        }
+        let rules = balance::Rules {
+            sustain_ticks: b.sustain_ticks,
+            max_in_flight: b.max_concurrent,
+        };
+        for m in balance::plan(&rules, &hosts, &vms, self.flights.len()) {
+            let (src, pos) = at[m.vm];
             let vm = self.ids[src][pos];
-            let mib = self.hosts[src].vms[pos].touched();
+            let mib = vms[m.vm].copy;
             let secs = mib / b.link_mib_s;
             let ticks = ((secs / self.cfg.sim.tick_secs).ceil() as u64).max(1);
             self.flights.push(Flight {
                 vm,
                 from: src,
-                to: dst,
+                to: m.to,
                 mib,
                 ticks_left: ticks,
                 log: self.log.len(),
@@ -662,39 +669,13 @@ impl<'a> Cluster<'a> {
             self.log.push(Migration {
                 vm,
                 from: src,
-                to: dst,
+                to: m.to,
                 start_tick: self.tick,
                 end_tick: self.tick + ticks,
                 mib,
                 secs,
             });
-            busy[src] = true;
-            busy[dst] = true;
         }
-    }
-
-    /// The VM of `src` to move (its position), given the MiB the source
-    /// needs freed and the room at the destination: the cheapest copy that
-    /// frees enough, else the one that frees the most; none in cooldown.
-    fn pick_vm(&self, src: usize, need: f64, room: f64) -> Option<usize> {
-        let cooldown = u64::from(self.cfg.balance.cooldown_ticks);
-        let mut cover: Option<(usize, f64)> = None;
-        let mut most: Option<(usize, f64)> = None;
-        for (pos, (vm, &id)) in self.hosts[src].vms.iter().zip(&self.ids[src]).enumerate() {
-            let cool = self.landed[id].is_none_or(|t| self.tick - t >= cooldown);
-            let copy = vm.touched();
-            let frees = vm.ram - vm.merged + vm.zswap / ZSWAP_RATIO;
-            if !cool || copy > room || frees <= 0.0 {
-                continue;
-            }
-            if frees >= need && cover.is_none_or(|(_, c)| copy < c) {
-                cover = Some((pos, copy));
-            }
-            if most.is_none_or(|(_, f)| frees > f) {
-                most = Some((pos, frees));
-            }
-        }
-        cover.or(most).map(|(pos, _)| pos)
     }
 
     fn result(mut self, overcommit: f64) -> ClusterResult {

@@ -11,6 +11,7 @@
 //! (`qemu_test`).
 
 pub mod alerts;
+pub mod balance;
 pub mod chart;
 pub mod cli;
 pub mod cluster;

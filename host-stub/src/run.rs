@@ -9,7 +9,7 @@ use crate::policy::{
 };
 use crate::scenario::{GuestDriver, GuestSpec, Scenario, Workload};
 use crate::timeline::{self, HostSample, KsmSample, Sample, SecondHostSample, VmSample, VmStatus};
-use crate::{chart, summary, table, Error, Result};
+use crate::{balance, chart, summary, table, Error, Result};
 use qemu_test::guest::{Guest, GuestConfig, BALLOON_ID};
 use qemu_test::qmp::Qmp;
 use qemu_test::{Driver, MIB};
@@ -886,8 +886,8 @@ struct Balancer {
 }
 
 impl Balancer {
-    /// Counts this tick's pressure and picks a migration
-    /// ([`policy::pick_migration`]) unless one ended within the cooldown.
+    /// Counts this tick's pressure and picks a migration ([`balance::plan`],
+    /// the simulator's balancer) unless one ended within the cooldown.
     fn pick(
         &mut self,
         b: &crate::scenario::SecondHost,
@@ -913,27 +913,40 @@ impl Balancer {
         {
             return None;
         }
-        let host = |h: usize| policy::BalanceHost {
-            state: states[h].host_state,
-            pressured: self.pressured[h],
-            free: views[h].free(),
-            min_free: hosts[h].2.min_free_mib as f64,
+        // The scenario's hosts keep no margin beyond leaving soft, and
+        // the destination must not itself be pushed back into soft.
+        let host = |h: usize| {
+            let leave_soft =
+                balance::leave_soft_mib(&hosts[h].2.thresholds, hosts[h].2.min_free_mib as f64);
+            balance::Host {
+                state: states[h].host_state,
+                pressured: self.pressured[h],
+                free: views[h].free(),
+                leave_soft,
+                keep: leave_soft,
+                busy: false,
+            }
         };
-        // Only guests this run launched can be migrated (it owns their QEMU).
-        let movable: Vec<Option<(usize, f64)>> = vms
+        // Only guests this run launched can be migrated (it owns their
+        // QEMU); a guest costs its host what it takes, and takes as much on
+        // the other.
+        let guests: Vec<balance::Vm> = vms
             .iter()
             .zip(cost)
-            .map(|(v, c)| {
-                (v.status == VmStatus::Running && matches!(v.conn, Some(Conn::Owned(_))))
-                    .then_some((v.host, *c))
+            .map(|(v, c)| balance::Vm {
+                host: v.host,
+                copy: *c,
+                frees: *c,
+                may_move: v.status == VmStatus::Running && matches!(v.conn, Some(Conn::Owned(_))),
             })
             .collect();
-        policy::pick_migration(
-            &hosts[0].2.thresholds,
-            b.sustain_ticks,
-            [host(0), host(1)],
-            &movable,
-        )
+        let rules = balance::Rules {
+            sustain_ticks: b.sustain_ticks,
+            max_in_flight: 1,
+        };
+        balance::plan(&rules, &[host(0), host(1)], &guests, 0)
+            .first()
+            .map(|m| (m.vm, m.from, m.to))
     }
 
     fn migrated(&mut self) {
