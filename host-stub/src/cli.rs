@@ -546,6 +546,7 @@ pub fn main(cli: Cli) -> Result<()> {
                 hours,
                 overcommit,
                 seed,
+                consolidation_steps,
                 json,
                 ..
             } = a;
@@ -559,6 +560,7 @@ pub fn main(cli: Cli) -> Result<()> {
                 hours,
                 overcommit,
                 seed,
+                consolidation_steps,
                 ..simulate::SimConfig::default()
             };
             let c = simulate::compare(&cfg)?;
@@ -648,6 +650,10 @@ pub struct SimulateArgs {
     /// Seed of the workload traces.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Bisection steps of the consolidation search (0: skip it; each step
+    /// is one more simulated day per policy or mode).
+    #[arg(long, default_value_t = simulate::SimConfig::default().consolidation_steps)]
+    consolidation_steps: u32,
     /// Print JSON instead of the table.
     #[arg(long)]
     json: bool,
@@ -664,6 +670,7 @@ fn simulate_cluster(a: SimulateArgs) -> Result<()> {
             hours: a.hours,
             overcommit: a.overcommit,
             seed: a.seed,
+            consolidation_steps: a.consolidation_steps,
             ..base.sim.clone()
         },
         placement: match a.first_host_pct {
