@@ -229,24 +229,33 @@ fn sigkill_then_restore() -> TestResult {
     Ok(())
 }
 
-/// A guest someone else started: `status` shows it, `set` moves its
-/// balloon (and refuses more than the guest has), and `attach` manages it
-/// under pressure without owning it — the guest lives on afterwards.
-#[test]
-fn status_set_and_attach_a_running_guest() -> TestResult {
-    use qemu_test::{Driver, Guest, GuestConfig, MIB};
-    let dir = scratch("attach");
-    let before = host_settings();
-    // The harness holds the guest's own QMP socket (QEMU serves one client
-    // per socket), so the guest gets a second one for balloon-host.
-    let sock = dir.join("qmp.sock");
-    let sock_s = sock.display().to_string();
-    let mut cfg = GuestConfig::new("attached")?;
+/// A 384 MiB guest running balloon_rs, as someone else would have started
+/// it: the harness holds its own QMP socket (QEMU serves one client per
+/// socket), so it gets a second one, `DIR/qmp.sock`, for balloon-host.
+fn guest_with_second_qmp(
+    dir: &Path,
+    name: &str,
+) -> Result<(qemu_test::Guest, String), Box<dyn std::error::Error>> {
+    use qemu_test::{Driver, Guest, GuestConfig};
+    let sock_s = dir.join("qmp.sock").display().to_string();
+    let mut cfg = GuestConfig::new(name)?;
     cfg.mem_mib = 384;
     cfg.cpus = 1;
     cfg.extra_qemu_args = vec!["-qmp".into(), format!("unix:{sock_s},server=on,wait=off")];
     let mut g = Guest::boot(cfg)?;
     g.load(Driver::BalloonRs)?;
+    Ok((g, sock_s))
+}
+
+/// A guest someone else started: `status` shows it, `set` moves its
+/// balloon (and refuses more than the guest has), and `attach` manages it
+/// under pressure without owning it — the guest lives on afterwards.
+#[test]
+fn status_set_and_attach_a_running_guest() -> TestResult {
+    use qemu_test::MIB;
+    let dir = scratch("attach");
+    let before = host_settings();
+    let (mut g, sock_s) = guest_with_second_qmp(&dir, "attached")?;
     // A socket another client holds is a clear error, not a hang.
     let busy = g.dir().join("qmp.sock").display().to_string();
     let out = Command::new(BIN).args(["status", &busy]).output()?;
@@ -337,17 +346,9 @@ fn status_set_and_attach_a_running_guest() -> TestResult {
 /// put back, and the guest lives on.
 #[test]
 fn attach_config_reloads_on_sighup() -> TestResult {
-    use qemu_test::{Driver, Guest, GuestConfig};
     let dir = scratch("daemon");
     let before = host_settings();
-    let sock = dir.join("qmp.sock");
-    let sock_s = sock.display().to_string();
-    let mut cfg = GuestConfig::new("daemon")?;
-    cfg.mem_mib = 384;
-    cfg.cpus = 1;
-    cfg.extra_qemu_args = vec!["-qmp".into(), format!("unix:{sock_s},server=on,wait=off")];
-    let mut g = Guest::boot(cfg)?;
-    g.load(Driver::BalloonRs)?;
+    let (mut g, sock_s) = guest_with_second_qmp(&dir, "daemon")?;
     let config = |capacity: &str, shares: u32| {
         format!(
             "name = \"daemon\"\ntick = 1\n[host]\ncapacity_mib = \"{capacity}\"\n\
