@@ -69,7 +69,10 @@ pub enum Command {
         /// A config file: a scenario file whose guests have `qmp = PATH`
         /// (or `libvirt = URI` at the top); runs until stopped unless it
         /// sets a duration.
-        #[arg(long, conflicts_with_all = ["guests", "libvirt", "capacity", "min_free", "tiers"])]
+        #[arg(
+            long,
+            conflicts_with_all = ["guests", "libvirt", "capacity", "min_free", "tiers", "duration", "tick"]
+        )]
         config: Option<PathBuf>,
         /// NAME=QMP_SOCKET for each guest (its balloon device must have
         /// id=balloon0); with --libvirt, domain names.

@@ -7,15 +7,15 @@
 //! naming the line) whose guests are running already: each `[[guest]]` has
 //! `qmp = "/path/to/qmp.sock"`, or the file has `libvirt = "qemu:///system"`
 //! and the guests' names are libvirt domains. A guest's `memory_mib` is
-//! read from the guest when left out. `duration` left out means until
-//! stopped.
+//! read from the guest (a value in the file must be the guest's).
+//! `duration` left out means until stopped.
 //!
 //! A reload applies what can change under a running loop — the host's
 //! capacity, minFree and thresholds, the policy, the alerts, and each
 //! guest's reservation, limit and shares — and refuses, keeping the running
 //! configuration, a file that cannot be read or checked or that changes
 //! what needs a restart (the guests, how they are reached, the tiers, the
-//! tick, the second host).
+//! tick, the second host, the swap file's size, KSM's sleep).
 
 use crate::run::AttachTo;
 use crate::scenario::{GuestSpec, Scenario};
@@ -60,9 +60,15 @@ pub fn load(
                 )))
             }
         };
-        if spec.memory_mib == 0 {
-            spec.memory_mib = size_of(spec, &to)?;
+        // The guest's own size, always: a file that says otherwise is wrong.
+        let has = size_of(spec, &to)?;
+        if spec.memory_mib != 0 && spec.memory_mib != has {
+            return Err(bad(format!(
+                "guest {}: memory_mib {} in the file, but the guest has {has} MiB (leave it out)",
+                spec.name, spec.memory_mib
+            )));
         }
+        spec.memory_mib = has;
         targets.push((spec.name.clone(), to));
     }
     sc.check(&text, path)?;
@@ -90,7 +96,16 @@ pub fn reload_changes(old: &Scenario, new: &Scenario) -> std::result::Result<Vec
     if old.second_host != new.second_host {
         return restart("second_host");
     }
+    if old.host.swap_file_mib != new.host.swap_file_mib {
+        return restart("host.swap_file_mib");
+    }
+    if old.policy.ksm_sleep_ms != new.policy.ksm_sleep_ms {
+        return restart("policy.ksm_sleep_ms");
+    }
     let mut changes = Vec::new();
+    if old.name != new.name {
+        changes.push(format!("name {} -> {}", old.name, new.name));
+    }
     let diff = |changes: &mut Vec<String>, what: String, a: String, b: String| {
         if a != b {
             changes.push(format!("{what} {a} -> {b}"));
@@ -128,12 +143,6 @@ pub fn reload_changes(old: &Scenario, new: &Scenario) -> std::result::Result<Vec
     }
     for (a, b) in old.guests().zip(new.guests()) {
         let n = &a.name;
-        diff(
-            &mut changes,
-            format!("{n}.memory_mib"),
-            a.memory_mib.to_string(),
-            b.memory_mib.to_string(),
-        );
         diff(
             &mut changes,
             format!("{n}.reservation_mib"),
@@ -190,7 +199,9 @@ reservation_mib = "512M"
 
     fn load_text(name: &str, text: &str) -> Result<(Scenario, Vec<(String, AttachTo)>)> {
         let p = write(name, text);
-        let r = load(&p, |_, _| Ok(768));
+        let r = load(&p, |g, _| {
+            Ok(if g.name.starts_with("db") { 1024 } else { 768 })
+        });
         let _ = std::fs::remove_file(&p);
         r
     }
@@ -230,6 +241,17 @@ reservation_mib = "512M"
             .unwrap_or_default();
         assert!(
             e.contains("(db).reservation_mib") && e.contains("line 19"),
+            "{e}"
+        );
+        let e = load_text(
+            "size",
+            &CONFIG.replace("memory_mib = \"1G\"", "memory_mib = \"2G\""),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            e.contains("memory_mib 2048 in the file, but the guest has 1024"),
             "{e}"
         );
         let e = load_text("typo", &CONFIG.replace("shares = 2000", "shrares = 2000"))
@@ -284,6 +306,10 @@ reservation_mib = "512M"
                 CONFIG.replace("compression = false", "compression = true"),
             ),
             ("tick", CONFIG.replace("tick = 2", "tick = 5")),
+            (
+                "swap",
+                CONFIG.replace("[tiers]", "swap_file_mib = 2048\n[tiers]"),
+            ),
         ] {
             let (new, _) = load_text("r2", &text).unwrap();
             let e = reload_changes(&old, &new).unwrap_err();

@@ -41,6 +41,15 @@ pub enum Change {
         /// The file.
         path: PathBuf,
     },
+    /// A running process we moved into one of our cgroups (attach): it
+    /// goes back to the cgroup it came from (a libvirt domain's own, say),
+    /// not to ours, where a service manager stopping us would kill it.
+    Joined {
+        /// The process.
+        pid: u32,
+        /// The `cgroup.procs` of the cgroup it was in.
+        back_to: PathBuf,
+    },
     /// A cgroup directory we created (removed after its processes left).
     Cgroup {
         /// The directory.
@@ -177,6 +186,27 @@ impl HostSettings {
         run_tool("swapon", &[path.as_os_str()])
     }
 
+    /// Moves the running process `pid` into the cgroup whose `cgroup.procs`
+    /// is `procs`, recording the cgroup it leaves (of the same flavour as
+    /// `fs`) so that restoring puts it back there.
+    pub fn join(&mut self, fs: &CgroupFs, procs: &Path, pid: u32) -> Result<()> {
+        let text = read_trim(Path::new(&format!("/proc/{pid}/cgroup")))?;
+        let root = Path::new("/sys/fs/cgroup");
+        let from = match (fs, CgroupFs::from_proc(&text, root)?) {
+            (CgroupFs::V1(_), CgroupFs::V1(d)) | (CgroupFs::V2(_), CgroupFs::V2(d)) => d,
+            _ => {
+                return Err(Error::Host(format!(
+                    "QEMU {pid} is in another cgroup hierarchy"
+                )))
+            }
+        };
+        self.record(Change::Joined {
+            pid,
+            back_to: from.join("cgroup.procs"),
+        })?;
+        write_file(procs, &pid.to_string())
+    }
+
     /// Creates the cgroup directory `path` under a parent whose
     /// `cgroup.procs` is `parent_procs`.
     pub fn cgroup(&mut self, path: &Path, parent_procs: &Path) -> Result<()> {
@@ -273,6 +303,11 @@ fn undo(c: &Change) -> Result<()> {
             }
             std::fs::remove_file(path).map_err(Error::io(format!("removing {}", path.display())))
         }
+        Change::Joined { pid, back_to } => match write_file(back_to, &pid.to_string()) {
+            // Gone in the meantime: nothing to move.
+            Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => Ok(()),
+            r => r,
+        },
         Change::Cgroup { path, parent_procs } => {
             let procs = path.join("cgroup.procs");
             if let Ok(text) = std::fs::read_to_string(&procs) {
@@ -397,7 +432,7 @@ impl VmCgroup {
     /// are charged here only if `memory.move_charge_at_immigrate` works
     /// (recent kernels refuse it): the limit then pushes out only what the
     /// process touches from now on, which is said once.
-    pub fn add(&self, pid: u32) -> Result<()> {
+    pub fn add(&self, settings: &mut HostSettings, pid: u32) -> Result<()> {
         if let CgroupFs::V1(_) = self.fs {
             if std::fs::write(self.dir.join("memory.move_charge_at_immigrate"), "3").is_err() {
                 eprintln!(
@@ -406,7 +441,7 @@ impl VmCgroup {
                 );
             }
         }
-        write_file(&self.procs(), &pid.to_string())
+        settings.join(&self.fs, &self.procs(), pid)
     }
 
     /// Sets or lifts the limit.
@@ -563,6 +598,30 @@ mod tests {
         let a = attribute_sharing(&[30.0, 30.0, 0.0], 40.0, 20.0);
         assert!((a.iter().sum::<f64>() - 40.0).abs() < 1e-9);
         assert_eq!(attribute_sharing(&[5.0], 0.0, 0.0), vec![0.0]);
+    }
+
+    #[test]
+    fn an_attached_process_goes_back_to_its_own_cgroup() {
+        let dir = std::env::temp_dir().join(format!("balloon-host-joined-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let back = dir.join("cgroup.procs");
+        std::fs::write(&back, "").unwrap();
+        let mut s = HostSettings::new(None).unwrap();
+        let me = std::process::id();
+        s.record(Change::Joined {
+            pid: me,
+            back_to: back.clone(),
+        })
+        .unwrap();
+        // A process gone by then is not a failure.
+        s.record(Change::Joined {
+            pid: u32::MAX,
+            back_to: dir.join("missing/cgroup.procs"),
+        })
+        .unwrap();
+        assert_eq!(s.restore(), Vec::<String>::new());
+        assert_eq!(std::fs::read_to_string(&back).unwrap(), me.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

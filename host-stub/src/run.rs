@@ -449,7 +449,7 @@ fn run_with(
                     }
                 };
                 if let Some(cg) = &vm.cgroup {
-                    cg.add(conn.pid())?;
+                    cg.add(settings, conn.pid())?;
                 }
                 vm.conn = Some(conn);
             }

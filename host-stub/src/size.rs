@@ -14,14 +14,20 @@ use serde::{Deserialize, Deserializer};
 /// The largest size accepted: 1 PiB, far above any host.
 pub const MAX_MIB: u64 = 1 << 30;
 
-/// KiB per unit.
+/// KiB per unit: none (MiB), or K, M, G, T each alone or with `B` or
+/// `iB` (a bare `B` or `iB`, bytes, is refused: sizes here are whole MiB).
 fn unit_kib(unit: &str) -> Option<u128> {
     let u = unit.trim().to_ascii_lowercase();
-    let u = u.strip_suffix('b').unwrap_or(&u);
-    let u = u.strip_suffix('i').unwrap_or(u);
-    Some(match u {
+    if u.is_empty() {
+        return Some(1 << 10);
+    }
+    let prefix = u
+        .strip_suffix("ib")
+        .or_else(|| u.strip_suffix('b'))
+        .unwrap_or(&u);
+    Some(match prefix {
         "k" => 1,
-        "" | "m" => 1 << 10,
+        "m" => 1 << 10,
         "g" => 1 << 20,
         "t" => 1 << 30,
         _ => return None,
@@ -46,12 +52,12 @@ pub fn parse_mib(s: &str) -> Result<u64> {
         return Err(bad("not a number"));
     }
     let digits = format!("{whole}{frac}");
-    if !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 30 {
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad("not a number"));
     }
-    let mantissa: u128 = digits.parse().map_err(|_| bad("not a number"))?;
+    let mantissa: u128 = digits.parse().map_err(|_| bad("too large"))?;
     let scale = 10u128.pow(frac.len() as u32);
-    let total_kib = mantissa * kib;
+    let total_kib = mantissa.checked_mul(kib).ok_or_else(|| bad("too large"))?;
     if !total_kib.is_multiple_of(scale * 1024) {
         return Err(bad("not a whole number of MiB"));
     }
@@ -112,6 +118,8 @@ mod tests {
             ("0.25G", 256),
             ("300", 300),
             ("4096K", 4),
+            ("4096KiB", 4),
+            ("2GB", 2048),
             ("1T", 1 << 20),
             ("0", 0),
             (".5G", 512),
@@ -131,6 +139,12 @@ mod tests {
             ("1.2.3G", "not a number"),
             ("5P", "unknown unit"),
             ("2000000T", "too large"),
+            ("999999999999999999999999999999T", "too large"),
+            ("316912650057057350374175802368T", "too large"),
+            ("9999999999999999999999999999999999999999", "too large"),
+            ("512B", "unknown unit"),
+            ("512iB", "unknown unit"),
+            ("512i", "unknown unit"),
             ("G", "not a number"),
         ] {
             let e = parse_mib(bad).unwrap_err().to_string();

@@ -121,14 +121,19 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Creates (truncates) `path`, making its directory.
+    /// Creates (truncates) `path`, making its directory; then writes in
+    /// append mode, so that a log rotation truncating the file under a
+    /// daemon (`copytruncate`) leaves no hole before the next line.
     pub fn create(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(Error::io(format!("creating {}", dir.display())))?;
         }
-        let file = std::fs::File::create(path)
-            .map_err(Error::io(format!("creating {}", path.display())))?;
+        std::fs::File::create(path).map_err(Error::io(format!("creating {}", path.display())))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(Error::io(format!("opening {}", path.display())))?;
         Ok(Self {
             file: std::io::BufWriter::new(file),
         })

@@ -368,7 +368,17 @@ fn attach_config_reloads_on_sighup() -> TestResult {
         .spawn()?;
     let pid = child.id() as i32;
     let timeline = dir.join("out/timeline.jsonl");
-    let samples = || host_stub::timeline::read(&timeline).unwrap_or_default();
+    // The daemon appends while we read: a read that catches a line half
+    // written is tried again.
+    let samples = || {
+        (0..20)
+            .find_map(|_| {
+                host_stub::timeline::read(&timeline)
+                    .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                    .ok()
+            })
+            .unwrap_or_default()
+    };
     wait_for("the first ticks", Duration::from_secs(60), || {
         samples().len() >= 3
     })?;
