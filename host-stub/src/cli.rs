@@ -121,8 +121,13 @@ pub enum Command {
     },
     /// Set a guest's balloon target: the memory size it should have.
     Set {
-        /// QMP socket.
+        /// QMP socket; with --libvirt, a domain name.
+        #[arg(value_name = "SOCKET|DOMAIN")]
         socket: PathBuf,
+        /// Set a libvirt domain's size on this connection (e.g.
+        /// qemu:///system), as `virsh setmem --live` does.
+        #[arg(long, value_name = "URI")]
+        libvirt: Option<String>,
         /// Size: 256M, 1.5G or a number of MiB.
         #[arg(value_parser = size::arg_mib)]
         size: u64,
@@ -337,6 +342,51 @@ fn finish(report: run::RunReport) -> Result<()> {
     Ok(())
 }
 
+/// The guest `set` sizes: by its QMP socket or as a libvirt domain.
+enum SetTarget {
+    Qmp(Box<Qmp>),
+    Libvirt(Box<crate::libvirt::LibvirtDomain>),
+}
+
+impl SetTarget {
+    fn open(socket: &Path, libvirt: Option<&str>) -> Result<Self> {
+        Ok(match libvirt {
+            Some(uri) => Self::Libvirt(Box::new(crate::libvirt::LibvirtDomain::open(
+                uri,
+                &socket.display().to_string(),
+            )?)),
+            None => Self::Qmp(Box::new(connect(socket)?)),
+        })
+    }
+
+    fn configured_mib(&mut self) -> Result<u64> {
+        match self {
+            Self::Qmp(q) => configured_mib(q),
+            Self::Libvirt(d) => d.configured_mib(),
+        }
+    }
+
+    fn set_mib(&mut self, mib: u64) -> Result<()> {
+        match self {
+            Self::Qmp(q) => Ok(q.set_guest_size(mib * MIB)?),
+            Self::Libvirt(d) => d.set_size_mib(mib),
+        }
+    }
+
+    /// The guest's size now (`actual`), MiB.
+    fn actual_mib(&mut self) -> Result<u64> {
+        match self {
+            Self::Qmp(q) => Ok(q.guest_size()? / MIB),
+            Self::Libvirt(d) => {
+                let configured = d.configured_mib()?;
+                Ok(d.stats()?
+                    .get("actual")
+                    .map_or(configured, |a| a.round() as u64))
+            }
+        }
+    }
+}
+
 /// A running guest's configured memory, MiB, through the way it is
 /// reached.
 fn guest_size(spec: &GuestSpec, to: &run::AttachTo) -> Result<u64> {
@@ -507,30 +557,39 @@ pub fn main(cli: Cli) -> Result<()> {
                 Ok(())
             }
         }
-        Command::Set { socket, size, wait } => {
+        Command::Set {
+            socket,
+            libvirt,
+            size,
+            wait,
+        } => {
             let mib = size;
             if mib == 0 {
                 return Err(Error::Invalid("size 0: a guest needs memory".into()));
             }
-            let mut q = connect(&socket)?;
-            let configured = configured_mib(&mut q)?;
+            let mut guest = SetTarget::open(&socket, libvirt.as_deref())?;
+            let configured = guest.configured_mib()?;
             if mib > configured {
                 return Err(Error::Invalid(format!(
                     "{mib} MiB is more than the guest's {configured} MiB"
                 )));
             }
-            q.set_guest_size(mib * MIB)?;
+            guest.set_mib(mib)?;
             if wait > 0 {
-                let (ok, actual) = q.wait_guest_size(mib * MIB, Duration::from_secs(wait))?;
+                let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+                let mut actual = guest.actual_mib()?;
+                while actual != mib && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(200));
+                    actual = guest.actual_mib()?;
+                }
+                let ok = actual == mib;
                 println!(
-                    "actual {} MiB{}",
-                    actual / MIB,
+                    "actual {actual} MiB{}",
                     if ok { "" } else { " (target not reached)" }
                 );
                 if !ok {
                     return Err(Error::Invalid(format!(
-                        "guest at {} MiB after {wait} s, target {mib} MiB",
-                        actual / MIB
+                        "guest at {actual} MiB after {wait} s, target {mib} MiB"
                     )));
                 }
             } else {

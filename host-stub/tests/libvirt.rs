@@ -1,7 +1,8 @@
 //! The libvirt backend against a real libvirtd (Debian's packages), started
 //! by the test itself when none runs, with a QEMU TCG domain running
 //! balloon_rs: `balloon-host status --libvirt` agrees with `virsh
-//! dommemstat`, and `balloon-host attach --libvirt` balloons the domain
+//! dommemstat`, `balloon-host set --libvirt` moves its balloon, and
+//! `balloon-host attach --libvirt` balloons the domain
 //! through libvirt under host pressure. `make setup` installs libvirt and
 //! `make test` runs as root, so a missing libvirt or a non-root run is a
 //! failure that says what is missing, never a silent pass.
@@ -284,6 +285,29 @@ fn libvirt_domain_status_matches_virsh_and_attach_balloons_it() -> TestResult {
         "usable: stub {usable} MiB, virsh {v_usable:.0} MiB"
     );
 
+    // set --libvirt moves the balloon through libvirt (virsh agrees), and
+    // back.
+    for mib in [320u64, 384] {
+        let out = Command::new(BIN)
+            .args([
+                "set",
+                "--libvirt",
+                URI,
+                &name,
+                &format!("{mib}M"),
+                "--wait",
+                "90",
+            ])
+            .output()?;
+        assert!(
+            out.status.success(),
+            "set --libvirt {mib}M: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let actual = dom.dommemstat()?.get("actual").copied().unwrap_or(0) / 1024;
+        assert_eq!(actual, mib, "virsh actual after set --libvirt {mib}M");
+    }
     // attach --libvirt under pressure balloons the domain through libvirt.
     let rss = row[4].parse::<f64>()?;
     let capacity = (rss as u64).saturating_sub(64).max(64);
