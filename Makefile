@@ -118,7 +118,7 @@ test-debug: module-debug guest
 # Reliability: every guest test on the debug kernel, plus the ones that need
 # it (page-allocation fault injection), then the host stub's abuse tests.
 # About 90 minutes; not part of `make test`.
-test-reliability: module-debug guest
+test-reliability: module module-debug guest
 	BALLOON_RS_KDIR=$(CURDIR)/build/kernel-debug BALLOON_RS_MODULE=$(DEBUG_MOD_DIR)/balloon_rs.ko BALLOON_RS_GUEST_MIB=1024 \
 		BALLOON_RS_APPEND="$(DEBUG_APPEND)" \
 		cargo test --no-fail-fast -p qemu-test --test '*' -- --include-ignored --test-threads=$(or $(GUEST_JOBS),1)
