@@ -627,10 +627,7 @@ pub fn main(cli: Cli) -> Result<()> {
             };
             let c = simulate::compare(&cfg)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&c).map_err(|e| Error::Invalid(e.to_string()))?
-                );
+                print_json(&c)?;
             } else {
                 print!("{}", simulate::render_table(&c));
             }
@@ -656,10 +653,7 @@ pub fn main(cli: Cli) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let r = crate::report::build(&all)?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&r).map_err(|e| Error::Invalid(e.to_string()))?
-                );
+                print_json(&r)?;
             } else {
                 print!("{}", r.render());
             }
