@@ -7,9 +7,9 @@ use crate::scenario::{GuestDriver, GuestSpec, Scenario};
 use crate::summary::Summary;
 use crate::{host, simulate, size, text_table, Error, Result};
 use clap::{Parser, Subcommand};
-use qemu_test::guest::BALLOON_ID;
-use qemu_test::qmp::Qmp;
-use qemu_test::MIB;
+use qemu_ctl::guest::BALLOON_ID;
+use qemu_ctl::qmp::Qmp;
+use qemu_ctl::MIB;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

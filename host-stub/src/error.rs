@@ -29,7 +29,7 @@ pub enum Error {
     Host(String),
     /// The QEMU/QMP layer.
     #[error(transparent)]
-    Qemu(#[from] qemu_test::Error),
+    Qemu(#[from] qemu_ctl::Error),
     /// Some guests were lost during the run.
     #[error("{0}")]
     Lost(String),

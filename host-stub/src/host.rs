@@ -523,7 +523,7 @@ pub fn zswap_available(zswap: &Path) -> Result<()> {
 pub fn process_mem(pid: u32) -> Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(Error::io(format!("reading /proc/{pid}/status")))?;
-    let kib = |f| qemu_test::procfs::status_field_kib(&status, f);
+    let kib = |f| qemu_ctl::procfs::status_field_kib(&status, f);
     let rss = kib("VmRSS").ok_or_else(|| Error::Host(format!("/proc/{pid}/status: no VmRSS")))?;
     Ok((
         rss as f64 / 1024.0,
@@ -535,7 +535,7 @@ pub fn process_mem(pid: u32) -> Result<(f64, f64)> {
 pub fn zswap_meminfo() -> Result<(f64, f64)> {
     let text =
         std::fs::read_to_string("/proc/meminfo").map_err(Error::io("reading /proc/meminfo"))?;
-    let mi = qemu_test::procfs::MemInfo::parse(&text)?;
+    let mi = qemu_ctl::procfs::MemInfo::parse(&text)?;
     Ok((
         mi.kib("Zswap").unwrap_or(0) as f64 / 1024.0,
         mi.kib("Zswapped").unwrap_or(0) as f64 / 1024.0,

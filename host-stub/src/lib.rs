@@ -7,8 +7,8 @@
 //! swapping (swap file) — and gives memory back when pressure passes.
 //!
 //! The decisions are one pure function, [`policy::decide`], shared by the
-//! real loop and the simulator. The QEMU/QMP layer is the harness's
-//! (`qemu_test`).
+//! real loop and the simulator. Guests are booted and driven through
+//! `qemu_ctl`, the crate the test harness uses too.
 
 pub mod alerts;
 pub mod balance;

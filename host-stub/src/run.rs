@@ -10,9 +10,9 @@ use crate::policy::{
 use crate::scenario::{GuestDriver, GuestSpec, Scenario, Workload};
 use crate::timeline::{self, HostSample, KsmSample, Sample, SecondHostSample, VmSample, VmStatus};
 use crate::{balance, chart, summary, table, Error, Result};
-use qemu_test::guest::{Guest, GuestConfig, BALLOON_ID};
-use qemu_test::qmp::Qmp;
-use qemu_test::{Driver, MIB};
+use qemu_ctl::guest::{Guest, GuestConfig, BALLOON_ID};
+use qemu_ctl::qmp::Qmp;
+use qemu_ctl::{Driver, MIB};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

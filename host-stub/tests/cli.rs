@@ -235,8 +235,8 @@ fn sigkill_then_restore() -> TestResult {
 fn guest_with_second_qmp(
     dir: &Path,
     name: &str,
-) -> Result<(qemu_test::Guest, String), Box<dyn std::error::Error>> {
-    use qemu_test::{Driver, Guest, GuestConfig};
+) -> Result<(qemu_ctl::Guest, String), Box<dyn std::error::Error>> {
+    use qemu_ctl::{Driver, Guest, GuestConfig};
     let sock_s = dir.join("qmp.sock").display().to_string();
     let mut cfg = GuestConfig::new(name)?;
     cfg.mem_mib = 384;
@@ -252,7 +252,7 @@ fn guest_with_second_qmp(
 /// under pressure without owning it — the guest lives on afterwards.
 #[test]
 fn status_set_and_attach_a_running_guest() -> TestResult {
-    use qemu_test::MIB;
+    use qemu_ctl::MIB;
     let dir = scratch("attach");
     let before = host_settings();
     let (mut g, sock_s) = guest_with_second_qmp(&dir, "attached")?;

@@ -100,14 +100,14 @@ struct Domain {
 
 impl Domain {
     fn boot(name: &str, mem_mib: u64) -> Result<Self, Box<dyn std::error::Error>> {
-        let artifacts = qemu_test::Artifacts::locate()?;
+        let artifacts = qemu_ctl::Artifacts::locate()?;
         let dir = std::env::temp_dir().join(format!("{name}-dir"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         // QEMU runs as libvirt-qemu: it must read the kernel and initramfs
         // and write the console log here.
         std::fs::copy(&artifacts.kernel, dir.join("bzImage"))?;
-        qemu_test::guest::write_initramfs(&artifacts, &dir)?;
+        qemu_ctl::guest::write_initramfs(&artifacts, &dir)?;
         for (p, mode) in [
             (dir.clone(), 0o777),
             (dir.join("bzImage"), 0o644),
@@ -158,11 +158,9 @@ impl Domain {
         })
     }
 
-    fn agent(&self) -> Result<qemu_test::agent::Agent, Box<dyn std::error::Error>> {
-        let mut a = qemu_test::agent::Agent::connect(
-            &self.dir.join("agent.sock"),
-            Duration::from_secs(30),
-        )?;
+    fn agent(&self) -> Result<qemu_ctl::agent::Agent, Box<dyn std::error::Error>> {
+        let mut a =
+            qemu_ctl::agent::Agent::connect(&self.dir.join("agent.sock"), Duration::from_secs(30))?;
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if let Some(o) = a.run("true", Duration::from_secs(2))? {
@@ -372,7 +370,7 @@ fn libvirt_domain_status_matches_virsh_and_attach_balloons_it() -> TestResult {
         std::thread::sleep(Duration::from_millis(500));
     }
     let console = dom.console();
-    let problems = qemu_test::logscan::kernel_problems(&console);
+    let problems = qemu_ctl::logscan::kernel_problems(&console);
     assert!(problems.is_empty(), "guest kernel problems: {problems:?}");
     drop(agent);
     drop(dom);

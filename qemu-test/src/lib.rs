@@ -1,29 +1,17 @@
-//! The balloon_rs QEMU harness.
+//! The balloon_rs test harness: the guest tests (`tests/`), the steps they
+//! and the tools share ([`steps`]), `make compare`'s scenarios and table
+//! ([`compare`]), README's generated test tables ([`readme`]) and the
+//! command-line tools in `src/bin/`.
 //!
-//! It builds a busybox initramfs holding both balloon drivers and the
-//! `balloon-guest` agent/workload binary, boots QEMU guests with a
-//! `virtio-balloon-pci` device, and drives them: shell commands through the
-//! serial agent, QMP through the `qapi` crate, the QEMU process's memory from
-//! `/proc`. Every guest is killed when its [`Guest`] is dropped, and
-//! [`Guest::shutdown`] fails on any kernel warning in the console log.
-//!
-//! The same QEMU/QMP layer serves the host stub.
+//! Booting and driving guests is [`qemu_ctl`]'s (re-exported here, so a test
+//! writes `qemu_test::Guest`); the host stub uses the same crate.
 
-pub mod agent;
-pub mod artifacts;
 pub mod compare;
-pub mod error;
-pub mod guest;
-pub mod initramfs;
-pub mod logscan;
-pub mod procfs;
-pub mod qmp;
 pub mod readme;
 pub mod steps;
 
-pub use artifacts::{Artifacts, Driver};
-pub use error::{Error, Result};
-pub use guest::{Accel, Guest, GuestConfig};
+pub use qemu_ctl::{agent, artifacts, error, guest, initramfs, logscan, procfs, qmp};
+pub use qemu_ctl::{ensure, Accel, Artifacts, Driver, Error, Guest, GuestConfig, Result, MIB};
 
 /// Generates one `#[test]` per driver, in modules `balloon_rs` and
 /// `c_driver`, from functions `fn(Driver) -> Result<()>` of the same names.
@@ -38,6 +26,3 @@ macro_rules! both_drivers {
         }
     };
 }
-
-/// Bytes in a MiB.
-pub const MIB: u64 = 1 << 20;
