@@ -1,11 +1,15 @@
 //! The command line of `balloon-host` (parsed by clap) and what each
 //! command does; `main` only calls [`main`].
 
-use crate::policy::Tiers;
-use crate::run::{self, RunOptions};
+use crate::backend::{self, AttachTo};
+use crate::control::{self, RunOptions};
+use crate::engine::policy::Tiers;
+use crate::mechanisms;
+use crate::record::summary::Summary;
+use crate::render::{cluster_chart, cluster_table, sim_table, text_table};
 use crate::scenario::{GuestDriver, GuestSpec, Scenario};
-use crate::summary::Summary;
-use crate::{host, simulate, size, text_table, Error, Result};
+use crate::sim::simulate;
+use crate::{size, Error, Result};
 use clap::{Parser, Subcommand};
 use qemu_ctl::guest::BALLOON_ID;
 use qemu_ctl::qmp::Qmp;
@@ -222,7 +226,7 @@ impl StatusRow {
     ) -> Self {
         let rss_mib = pid
             .ok()
-            .and_then(|pid| host::process_mem(pid).ok())
+            .and_then(|pid| mechanisms::process_mem(pid).ok())
             .map(|(m, _)| m);
         Self {
             name,
@@ -270,8 +274,8 @@ fn status(sockets: &[String]) -> Result<Vec<StatusRow>> {
             sock.clone(),
             configured_mib(&mut q)?,
             q.guest_size()? / MIB,
-            run::qemu_pid_for_socket(path),
-            run::dommemstat(&stats.stats),
+            backend::qemu_pid_for_socket(path),
+            backend::dommemstat(&stats.stats),
             stats.last_update,
         ));
     }
@@ -282,7 +286,7 @@ fn status(sockets: &[String]) -> Result<Vec<StatusRow>> {
 fn status_libvirt(uri: &str, domains: &[String]) -> Result<Vec<StatusRow>> {
     let mut rows = Vec::new();
     for d in domains {
-        let dom = crate::libvirt::LibvirtDomain::open(uri, d)?;
+        let dom = backend::LibvirtDomain::open(uri, d)?;
         let configured = dom.configured_mib()?;
         let mut guest = dom.stats()?;
         let actual = guest
@@ -320,7 +324,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
-fn finish(report: run::RunReport) -> Result<()> {
+fn finish(report: control::RunReport) -> Result<()> {
     let sum = Summary::from_samples(&report.samples, &report.unavailable, &report.lost);
     println!("\n{}", sum.render());
     for f in &report.files {
@@ -345,13 +349,13 @@ fn finish(report: run::RunReport) -> Result<()> {
 /// The guest `set` sizes: by its QMP socket or as a libvirt domain.
 enum SetTarget {
     Qmp(Box<Qmp>),
-    Libvirt(Box<crate::libvirt::LibvirtDomain>),
+    Libvirt(Box<backend::LibvirtDomain>),
 }
 
 impl SetTarget {
     fn open(socket: &Path, libvirt: Option<&str>) -> Result<Self> {
         Ok(match libvirt {
-            Some(uri) => Self::Libvirt(Box::new(crate::libvirt::LibvirtDomain::open(
+            Some(uri) => Self::Libvirt(Box::new(backend::LibvirtDomain::open(
                 uri,
                 &socket.display().to_string(),
             )?)),
@@ -389,11 +393,11 @@ impl SetTarget {
 
 /// A running guest's configured memory, MiB, through the way it is
 /// reached.
-fn guest_size(spec: &GuestSpec, to: &run::AttachTo) -> Result<u64> {
+fn guest_size(spec: &GuestSpec, to: &AttachTo) -> Result<u64> {
     match to {
-        run::AttachTo::Qmp(sock) => configured_mib(&mut connect(sock)?),
-        run::AttachTo::Libvirt { uri } => {
-            crate::libvirt::LibvirtDomain::open(uri, &spec.name)?.configured_mib()
+        AttachTo::Qmp(sock) => configured_mib(&mut connect(sock)?),
+        AttachTo::Libvirt { uri } => {
+            backend::LibvirtDomain::open(uri, &spec.name)?.configured_mib()
         }
     }
 }
@@ -406,14 +410,14 @@ fn attach_scenario(
     duration: f64,
     tick: f64,
     tiers: &str,
-) -> Result<(Scenario, Vec<(String, run::AttachTo)>)> {
+) -> Result<(Scenario, Vec<(String, AttachTo)>)> {
     let mut specs = Vec::new();
     let mut sockets = Vec::new();
     for g in guests {
         let (name, mem, to) = match libvirt {
             Some(uri) => {
-                let dom = crate::libvirt::LibvirtDomain::open(uri, g)?;
-                let to = run::AttachTo::Libvirt {
+                let dom = backend::LibvirtDomain::open(uri, g)?;
+                let to = AttachTo::Libvirt {
                     uri: uri.to_string(),
                 };
                 (g.as_str(), dom.configured_mib()?, to)
@@ -426,7 +430,7 @@ fn attach_scenario(
                 (
                     name,
                     configured_mib(&mut q)?,
-                    run::AttachTo::Qmp(PathBuf::from(sock)),
+                    AttachTo::Qmp(PathBuf::from(sock)),
                 )
             }
         };
@@ -484,14 +488,14 @@ pub fn main(cli: Cli) -> Result<()> {
                     message: "qmp and libvirt name running guests: use `balloon-host attach --config` for such a file".into(),
                 });
             }
-            let stop = run::interrupt_flag()?;
+            let stop = control::interrupt_flag()?;
             let mut opts = RunOptions::for_scenario(&sc.name);
             if let Some(o) = out {
                 opts.out_dir = o;
             }
             opts.live &= !no_live;
             opts.metrics = metrics;
-            finish(run::run(&sc, &opts, &stop)?)
+            finish(control::run(&sc, &opts, &stop)?)
         }
         Command::Attach {
             config,
@@ -506,12 +510,12 @@ pub fn main(cli: Cli) -> Result<()> {
             no_live,
             metrics,
         } => {
-            let stop = run::interrupt_flag()?;
+            let stop = control::interrupt_flag()?;
             let (sc, sockets, reload) = match config {
                 Some(path) => {
-                    let (sc, sockets) = crate::daemon::load(&path, guest_size)?;
-                    let reload = run::Reload {
-                        flag: run::hangup_flag()?,
+                    let (sc, sockets) = crate::control::daemon::load(&path, guest_size)?;
+                    let reload = control::Reload {
+                        flag: control::hangup_flag()?,
                         path,
                     };
                     (sc, sockets, Some(reload))
@@ -539,7 +543,7 @@ pub fn main(cli: Cli) -> Result<()> {
             opts.table = reload.is_none() || opts.live;
             opts.metrics = metrics;
             opts.reload = reload;
-            finish(run::attach(&sc, &sockets, &opts, &stop)?)
+            finish(control::attach(&sc, &sockets, &opts, &stop)?)
         }
         Command::Status {
             guests,
@@ -629,15 +633,15 @@ pub fn main(cli: Cli) -> Result<()> {
             if json {
                 print_json(&c)?;
             } else {
-                print!("{}", simulate::render_table(&c));
+                print!("{}", sim_table::render_table(&c));
             }
             Ok(())
         }
         Command::Chart { timeline } => {
-            let samples = crate::timeline::read(&timeline)?;
+            let samples = crate::record::timeline::read(&timeline)?;
             let dir = timeline.parent().unwrap_or(Path::new("."));
             let (svg, png) = (dir.join("memory.svg"), dir.join("memory.png"));
-            crate::chart::render(&samples, "balloon-host", &svg, &png)?;
+            crate::render::chart::render(&samples, "balloon-host", &svg, &png)?;
             print!("{}", Summary::from_samples(&samples, &[], &[]).render());
             println!("wrote {} and {}", svg.display(), png.display());
             Ok(())
@@ -649,9 +653,9 @@ pub fn main(cli: Cli) -> Result<()> {
         } => {
             let all = timelines
                 .iter()
-                .map(|t| crate::timeline::read(t))
+                .map(|t| crate::record::timeline::read(t))
                 .collect::<Result<Vec<_>>>()?;
-            let r = crate::report::build(&all)?;
+            let r = crate::record::report::build(&all)?;
             if json {
                 print_json(&r)?;
             } else {
@@ -661,18 +665,18 @@ pub fn main(cli: Cli) -> Result<()> {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::Host(format!("creating {}: {e}", dir.display())))?;
                 let (svg, png) = (dir.join("report.svg"), dir.join("report.png"));
-                crate::chart::render_report(&all, &r, &svg, &png)?;
+                crate::render::chart::render_report(&all, &r, &svg, &png)?;
                 eprintln!("wrote {} and {}", svg.display(), png.display());
             }
             Ok(())
         }
         Command::Restore => {
-            let j = Path::new(host::JOURNAL);
+            let j = Path::new(mechanisms::JOURNAL);
             if !j.exists() {
                 println!("nothing to restore ({} does not exist)", j.display());
                 return Ok(());
             }
-            let n = host::HostSettings::restore_journal(j)?;
+            let n = mechanisms::HostSettings::restore_journal(j)?;
             println!("restored {n} host setting(s)");
             Ok(())
         }
@@ -717,7 +721,7 @@ pub struct SimulateArgs {
 
 /// `simulate --hosts N` (N > 1).
 fn simulate_cluster(a: SimulateArgs) -> Result<()> {
-    use crate::cluster;
+    use crate::sim::cluster;
     let base = cluster::ClusterConfig::default();
     let cfg = cluster::ClusterConfig {
         hosts: a.hosts,
@@ -741,15 +745,15 @@ fn simulate_cluster(a: SimulateArgs) -> Result<()> {
     );
     let c = cluster::compare_balancing(&cfg)?;
     if a.json {
-        println!("{}", cluster::render_json(&c)?);
+        println!("{}", cluster_table::render_json(&c)?);
     } else {
-        print!("{}", cluster::render_table(&c));
+        print!("{}", cluster_table::render_table(&c));
     }
     if let Some(dir) = a.chart {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Host(format!("creating {}: {e}", dir.display())))?;
         let (svg, png) = (dir.join("cluster.svg"), dir.join("cluster.png"));
-        cluster::render_chart(&c, &svg, &png)?;
+        cluster_chart::render_chart(&c, &svg, &png)?;
         eprintln!("wrote {} and {}", svg.display(), png.display());
     }
     Ok(())

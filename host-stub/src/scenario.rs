@@ -5,7 +5,7 @@
 //! rejected by the parser with the line; sizes and relations between fields
 //! are checked afterwards and the error names the field and its line too.
 
-use crate::policy::{PolicyConfig, Thresholds, Tiers};
+use crate::engine::policy::{PolicyConfig, Thresholds, Tiers};
 use crate::{size, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -239,7 +239,7 @@ pub struct Scenario {
     pub policy: PolicyConfig,
     /// Alert thresholds.
     #[serde(default)]
-    pub alerts: crate::alerts::AlertConfig,
+    pub alerts: crate::engine::alerts::AlertConfig,
     /// Guests.
     pub guest: Vec<Spanned<GuestSpec>>,
     /// Attach config only: manage libvirt domains (the guests' names) on

@@ -319,7 +319,7 @@ fn status_set_and_attach_a_running_guest() -> TestResult {
         .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let samples = host_stub::timeline::read(&dir.join("out/timeline.jsonl"))?;
+    let samples = host_stub::record::timeline::read(&dir.join("out/timeline.jsonl"))?;
     let min_target = samples.iter().map(|s| s.vms[0].target).min().unwrap_or(384);
     assert!(
         min_target <= 384 - 64,
@@ -373,7 +373,7 @@ fn attach_config_reloads_on_sighup() -> TestResult {
     let samples = || {
         (0..20)
             .find_map(|_| {
-                host_stub::timeline::read(&timeline)
+                host_stub::record::timeline::read(&timeline)
                     .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
                     .ok()
             })

@@ -3,11 +3,11 @@
 //! is back afterwards. Run one at a time (`make test-host`): KSM, zswap and
 //! swap are machine-wide.
 
-use host_stub::alerts::AlertKind;
-use host_stub::policy::HostState;
-use host_stub::run::{self, RunOptions, RunReport};
+use host_stub::control::{self, RunOptions, RunReport};
+use host_stub::engine::policy::HostState;
+use host_stub::record::timeline::AlertKind;
+use host_stub::record::timeline::{Sample, VmStatus};
 use host_stub::scenario::Scenario;
-use host_stub::timeline::{Sample, VmStatus};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -38,7 +38,7 @@ fn run_scenario(
     tweak(&mut opts);
     let before = host_settings();
     let stop = AtomicBool::new(false);
-    let report = run::run(&sc, &opts, &stop)?;
+    let report = control::run(&sc, &opts, &stop)?;
     let after = host_settings();
     assert_eq!(before, after, "host settings changed by the run");
     assert!(!dir.join("journal.json").exists(), "journal left behind");
@@ -53,13 +53,13 @@ fn run_scenario(
     }
     // The timeline on disk is what the run returned.
     assert_eq!(
-        host_stub::timeline::read(&dir.join("timeline.jsonl"))?.len(),
+        host_stub::record::timeline::read(&dir.join("timeline.jsonl"))?.len(),
         report.samples.len()
     );
     Ok(report)
 }
 
-fn vm<'a>(s: &'a Sample, name: &str) -> &'a host_stub::timeline::VmSample {
+fn vm<'a>(s: &'a Sample, name: &str) -> &'a host_stub::record::timeline::VmSample {
     s.vms.iter().find(|v| v.name == name).expect("vm in sample")
 }
 
@@ -176,7 +176,7 @@ hold = 40
     }
     // Right-sizing from this timeline: the busy guest's use covers its
     // 200 MiB working set, and the recommendation covers that use.
-    let rs = host_stub::report::build(std::slice::from_ref(s))?;
+    let rs = host_stub::record::report::build(std::slice::from_ref(s))?;
     let busy = rs
         .vms
         .iter()
@@ -197,7 +197,7 @@ hold = 40
     let dir = out_dir("report");
     std::fs::create_dir_all(&dir)?;
     let (svg, png) = (dir.join("r.svg"), dir.join("r.png"));
-    host_stub::chart::render_report(std::slice::from_ref(s), &rs, &svg, &png)?;
+    host_stub::render::chart::render_report(std::slice::from_ref(s), &rs, &svg, &png)?;
     let text = std::fs::read_to_string(&svg)?;
     assert!(
         text.contains("busy: configured 384 MiB, recommended") && text.contains("idle:"),

@@ -2,8 +2,8 @@
 //! by the test itself when none runs, with a QEMU TCG domain running
 //! balloon_rs: `balloon-host status --libvirt` agrees with `virsh
 //! dommemstat`, `balloon-host set --libvirt` moves its balloon, and
-//! `balloon-host attach --libvirt` balloons the domain
-//! through libvirt under host pressure. `make setup` installs libvirt and
+//! `balloon-host attach --libvirt` balloons the domain through libvirt under
+//! host pressure, libvirt's balloon-change events reaching its timeline. `make setup` installs libvirt and
 //! `make test` runs as root, so a missing libvirt or a non-root run is a
 //! failure that says what is missing, never a silent pass.
 
@@ -337,7 +337,7 @@ fn libvirt_domain_status_matches_virsh_and_attach_balloons_it() -> TestResult {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "attach failed:\n{log}");
-    let samples = host_stub::timeline::read(&out_dir.join("timeline.jsonl"))?;
+    let samples = host_stub::record::timeline::read(&out_dir.join("timeline.jsonl"))?;
     let last = samples.last().ok_or("empty timeline")?;
     let v = &last.vms[0];
     eprintln!(
@@ -354,6 +354,14 @@ fn libvirt_domain_status_matches_virsh_and_attach_balloons_it() -> TestResult {
             .iter()
             .any(|s| s.vms[0].guest.contains_key("usable")),
         "no guest statistics through libvirt:\n{log}"
+    );
+    // libvirt's own balloon-change event callback reached the loop.
+    assert!(
+        samples
+            .iter()
+            .flat_map(|s| &s.events)
+            .any(|e| e.contains("BALLOON_CHANGE")),
+        "no BALLOON_CHANGE event through libvirt's callback:\n{log}"
     );
     // libvirt's view converges to the stub's last target.
     let deadline = Instant::now() + Duration::from_secs(60);

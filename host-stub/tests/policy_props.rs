@@ -1,8 +1,8 @@
-//! Property tests of the policy engine, [`host_stub::policy::decide`]: the
+//! Property tests of the policy engine, [`host_stub::engine::policy::decide`]: the
 //! rules every tick must keep, whatever the host, its guests and the
 //! tunables, plus a few worked examples.
 
-use host_stub::policy::{
+use host_stub::engine::policy::{
     decide, lower_bound, proxmox_rounds, CgroupAction, Decision, GuestMem, GuestView, HostState,
     HostView, Ksm, PolicyConfig, PolicyKind, PolicyState, Thresholds, Tiers, PROXMOX_DEADBAND_MIB,
     PROXMOX_TARGET_PCT,

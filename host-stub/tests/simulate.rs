@@ -1,7 +1,8 @@
 //! The simulator through its public API.
 
-use host_stub::policy::PolicyKind;
-use host_stub::simulate::{compare, render_table, run_policy, SimConfig};
+use host_stub::engine::policy::PolicyKind;
+use host_stub::render::sim_table::render_table;
+use host_stub::sim::simulate::{compare, run_policy, SimConfig};
 
 #[test]
 fn public_api_small_run() {

@@ -15,7 +15,7 @@ pub fn host_settings() -> String {
             std::fs::read_to_string(f).unwrap_or_default().trim()
         ));
     }
-    let own = host_stub::host::CgroupFs::detect().map(|c| c.own().to_path_buf());
+    let own = host_stub::mechanisms::CgroupFs::detect().map(|c| c.own().to_path_buf());
     if let Ok(own) = own {
         let mut children: Vec<String> = std::fs::read_dir(&own)
             .map(|d| {

@@ -4,7 +4,7 @@
 //! Sizes are MiB. Guest statistics use libvirt's `dommemstat` names where
 //! they overlap (`unused`, `available`, `usable`, `disk_caches`, ...).
 
-use crate::policy::HostState;
+use crate::engine::policy::HostState;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -100,7 +100,7 @@ pub struct Sample {
     pub events: Vec<String>,
     /// Alerts raised this tick.
     #[serde(default)]
-    pub alerts: Vec<crate::alerts::Alert>,
+    pub alerts: Vec<Alert>,
     /// The second host ("b") of a two-host scenario; `host` is then "a".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_host: Option<SecondHostSample>,
@@ -164,4 +164,68 @@ pub fn read(path: &Path) -> Result<Vec<Sample>> {
         out.push(s);
     }
     Ok(out)
+}
+
+/// What kind of warning sign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// Ballooned beyond the configured time.
+    SustainedBallooning,
+    /// The host compressed some of the VM's memory.
+    Compression,
+    /// The host swapped some of the VM's memory to disk.
+    Swapping,
+    /// Target set, `actual` unchanged, or statistics never updated.
+    BalloonNotResponding,
+    /// The guest stops short of its target while it answers.
+    HeldAtFloor,
+    /// The host is in hard or low state.
+    HostPressure,
+}
+
+impl AlertKind {
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertKind::SustainedBallooning => "sustained-ballooning",
+            AlertKind::Compression => "compression",
+            AlertKind::Swapping => "swapping",
+            AlertKind::BalloonNotResponding => "balloon-not-responding",
+            AlertKind::HeldAtFloor => "held-at-floor",
+            AlertKind::HostPressure => "host-pressure",
+        }
+    }
+}
+
+/// One alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// What.
+    pub kind: AlertKind,
+    /// Which VM (None: the host).
+    pub vm: Option<String>,
+    /// Seconds into the run when it was raised.
+    pub at: f64,
+    /// What was seen.
+    pub evidence: String,
+    /// What to do.
+    pub advice: String,
+}
+
+impl std::fmt::Display for Alert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ALERT {} {}at {:.0} s: {}. {}",
+            self.kind.name(),
+            self.vm
+                .as_deref()
+                .map(|v| format!("[{v}] "))
+                .unwrap_or_default(),
+            self.at,
+            self.evidence,
+            self.advice
+        )
+    }
 }

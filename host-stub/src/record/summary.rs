@@ -1,9 +1,9 @@
 //! The end-of-run summary: per VM what each tier reclaimed, per host how
 //! long it spent in each state, and what was unavailable or lost.
 
-use crate::policy::HostState;
-use crate::text_table;
-use crate::timeline::Sample;
+use crate::engine::policy::HostState;
+use crate::record::timeline::Sample;
+use crate::render::text_table;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -57,7 +57,7 @@ pub struct Summary {
     /// Guests lost.
     pub lost: Vec<String>,
     /// Every alert raised.
-    pub alerts: Vec<crate::alerts::Alert>,
+    pub alerts: Vec<crate::record::timeline::Alert>,
 }
 
 fn fmax(it: impl Iterator<Item = f64>) -> f64 {
@@ -106,7 +106,7 @@ impl Summary {
                         .iter()
                         .find(|s| s.vms.get(i).is_some_and(|v| v.target < v.configured))
                         .map(|s| s.t),
-                    lost: vs().any(|v| v.status == crate::timeline::VmStatus::Lost),
+                    lost: vs().any(|v| v.status == crate::record::timeline::VmStatus::Lost),
                 }
             })
             .collect();

@@ -12,7 +12,7 @@
 //! keep). A host takes part in one move at a time, and at most
 //! `max_in_flight` moves run at once.
 
-use crate::policy::{HostState, Thresholds};
+use crate::engine::policy::{HostState, Thresholds};
 
 /// The balancer's rules.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,8 +1,8 @@
 //! The live table: per VM configured, resident, balloon, shared,
 //! compressed, swapped, guest free and state; a header line for the host.
 
-use crate::text_table;
-use crate::timeline::{Sample, VmStatus};
+use crate::record::timeline::{Sample, VmStatus};
+use crate::render::text_table;
 use std::fmt::Write;
 
 /// The table for one sample, as text.

@@ -9,7 +9,9 @@
 
 use crate::{Error, Result};
 use std::collections::BTreeMap;
+use std::ffi::{c_int, c_ulonglong, c_void};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
@@ -20,9 +22,99 @@ pub const PID_DIR: &str = "/run/libvirt/qemu";
 /// A running libvirt domain.
 pub struct LibvirtDomain {
     name: String,
+    /// The guest's new sizes (bytes) libvirt's `BALLOON_CHANGE` events
+    /// reported, until taken; `None` when the callback could not be
+    /// registered.
+    changes: Option<(Arc<Changes>, c_int)>,
     dom: Domain,
     // Declared after `dom`: the domain reference is released first.
-    _conn: Connect,
+    conn: Connect,
+}
+
+/// The sizes a domain's balloon-change callback collected.
+type Changes = Mutex<Vec<i64>>;
+
+/// Starts libvirt's default event loop once per process, on a thread of its
+/// own: libvirt delivers domain events only to a client that runs one, and
+/// it must be registered before the connection is opened.
+fn event_loop() -> Result<()> {
+    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            virt::event::event_register_default_impl().map_err(|e| e.to_string())?;
+            std::thread::Builder::new()
+                .name("libvirt-events".into())
+                .spawn(|| loop {
+                    if let Err(e) = virt::event::event_run_default_impl() {
+                        tracing::warn!("libvirt event loop: {e}");
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                })
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| Error::Host(format!("starting libvirt's event loop: {e}")))
+}
+
+/// libvirt's `virConnectDomainEventBalloonChangeCallback`: the guest's new
+/// size, KiB.
+unsafe extern "C" fn balloon_changed(
+    _conn: sys::virConnectPtr,
+    _dom: sys::virDomainPtr,
+    actual_kib: c_ulonglong,
+    opaque: *mut c_void,
+) {
+    // SAFETY: `opaque` is the `Arc<Changes>` that `register_balloon_changes`
+    // leaked for this callback; libvirt releases it through
+    // `release_changes` only after the last call.
+    let changes = unsafe { &*(opaque as *const Changes) };
+    if let Ok(mut v) = changes.lock() {
+        v.push(i64::try_from(actual_kib.saturating_mul(1024)).unwrap_or(i64::MAX));
+    }
+}
+
+/// libvirt's `virFreeCallback` for the callback's `opaque`.
+unsafe extern "C" fn release_changes(opaque: *mut c_void) {
+    // SAFETY: `opaque` came from `Arc::into_raw` in
+    // `register_balloon_changes`, and libvirt calls this once.
+    drop(unsafe { Arc::from_raw(opaque as *const Changes) });
+}
+
+/// Registers [`balloon_changed`] for `dom`: the collected sizes and the
+/// callback's id.
+fn register_balloon_changes(conn: &Connect, dom: &Domain) -> Result<(Arc<Changes>, c_int)> {
+    let changes = Arc::new(Changes::default());
+    let opaque = Arc::into_raw(Arc::clone(&changes)) as *mut c_void;
+    type Typed =
+        unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_ulonglong, *mut c_void);
+    type Generic = unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void);
+    // SAFETY: libvirt's API takes every event callback as the generic type
+    // and calls it with the signature of the event ID it was registered
+    // for (its `VIR_DOMAIN_EVENT_CALLBACK` cast); both are C function
+    // pointers of the same size.
+    let cb = unsafe { std::mem::transmute::<Typed, Generic>(balloon_changed) };
+    // SAFETY: `conn` and `dom` are live libvirt objects for the call; libvirt
+    // keeps `opaque` until it calls `release_changes`.
+    let id = unsafe {
+        sys::virConnectDomainEventRegisterAny(
+            conn.as_ptr(),
+            dom.as_ptr(),
+            sys::VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE as c_int,
+            Some(cb),
+            opaque,
+            Some(release_changes),
+        )
+    };
+    if id < 0 {
+        // SAFETY: libvirt did not take `opaque`: it is still ours, once.
+        drop(unsafe { Arc::from_raw(opaque as *const Changes) });
+        return Err(Error::Host(format!(
+            "registering for balloon-change events: {}",
+            virt::error::Error::last_error()
+        )));
+    }
+    Ok((changes, id))
 }
 
 /// libvirt's memory statistic tags, as `virsh dommemstat` names them, and
@@ -80,6 +172,10 @@ impl LibvirtDomain {
     /// Connects to `uri` (e.g. `qemu:///system`) and finds the running
     /// domain `name`.
     pub fn open(uri: &str, name: &str) -> Result<Self> {
+        // Without events the stub still polls the balloon; it says so.
+        if let Err(e) = event_loop() {
+            tracing::warn!("{e}; no balloon-change events from libvirt");
+        }
         let conn = Connect::open(Some(uri)).map_err(err(format!("connecting to {uri}")))?;
         let dom = conn
             .lookup_domain_by_name(name)
@@ -92,11 +188,24 @@ impl LibvirtDomain {
                 "libvirt domain {name:?} is not running"
             )));
         }
+        let changes = register_balloon_changes(&conn, &dom)
+            .map_err(|e| tracing::warn!("domain {name:?}: {e}; its balloon is polled only"))
+            .ok();
         Ok(Self {
             name: name.to_string(),
+            changes,
             dom,
-            _conn: conn,
+            conn,
         })
+    }
+
+    /// The guest sizes (bytes) libvirt's `BALLOON_CHANGE` events reported
+    /// since the last call, oldest first.
+    pub fn take_balloon_changes(&self) -> Vec<i64> {
+        self.changes
+            .as_ref()
+            .and_then(|(c, _)| c.lock().ok().map(|mut v| std::mem::take(&mut *v)))
+            .unwrap_or_default()
     }
 
     /// The domain's name.
@@ -145,6 +254,16 @@ impl LibvirtDomain {
         text.trim()
             .parse()
             .map_err(|e| Error::Host(format!("{}: not a pid ({e}): {text:?}", path.display())))
+    }
+}
+
+impl Drop for LibvirtDomain {
+    fn drop(&mut self) {
+        if let Some((_, id)) = self.changes.take() {
+            // SAFETY: `conn` is live and `id` is a callback it registered;
+            // libvirt releases the callback's `opaque` itself.
+            unsafe { sys::virConnectDomainEventDeregisterAny(self.conn.as_ptr(), id) };
+        }
     }
 }
 

@@ -17,9 +17,10 @@
 //! what needs a restart (the guests, how they are reached, the tiers, the
 //! tick, the second host, the swap file's size, KSM's sleep).
 
-use crate::run::AttachTo;
+use crate::backend::AttachTo;
 use crate::scenario::{GuestSpec, Scenario};
 use crate::{Error, Result};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Reads and checks a config file; `size_of` gives a guest's configured
@@ -163,6 +164,28 @@ pub fn reload_changes(old: &Scenario, new: &Scenario) -> std::result::Result<Vec
         );
     }
     Ok(changes)
+}
+
+/// Re-reads a running daemon's config: the new scenario if it can be
+/// applied to the running one, with what changed; the running guests' sizes
+/// fill those the file leaves out.
+pub fn reload(
+    path: &Path,
+    running: &Scenario,
+) -> std::result::Result<(Scenario, Vec<String>), String> {
+    let sizes: BTreeMap<&str, u64> = running
+        .guests()
+        .map(|g| (g.name.as_str(), g.memory_mib))
+        .collect();
+    let (new, _) = load(path, |g, _| {
+        sizes
+            .get(g.name.as_str())
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("guest {} is not running here", g.name)))
+    })
+    .map_err(|e| e.to_string())?;
+    let changes = reload_changes(running, &new)?;
+    Ok((new, changes))
 }
 
 #[cfg(test)]

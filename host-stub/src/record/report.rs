@@ -10,8 +10,9 @@
 //! configured size; a reservation is justified when even the 5th percentile
 //! of use is at least half of the recommendation (steady demand).
 
-use crate::timeline::{Sample, VmStatus};
-use crate::{text_table, Error, Result};
+use crate::record::timeline::{Sample, VmStatus};
+use crate::render::text_table;
+use crate::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -69,7 +70,7 @@ pub fn recommend(p95_used: f64, configured: u64) -> u64 {
 
 /// Guest memory in use at one tick, MiB: total − available from the
 /// guest's statistics (None without them).
-pub fn used_mib(v: &crate::timeline::VmSample) -> Option<f64> {
+pub fn used_mib(v: &crate::record::timeline::VmSample) -> Option<f64> {
     let (total, usable) = (v.guest.get("available")?, v.guest.get("usable")?);
     Some((total - usable).max(0.0))
 }
@@ -288,8 +289,8 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::HostState;
-    use crate::timeline::{HostSample, VmSample};
+    use crate::engine::policy::HostState;
+    use crate::record::timeline::{HostSample, VmSample};
 
     fn s(t: f64, vms: Vec<VmSample>) -> Sample {
         Sample {

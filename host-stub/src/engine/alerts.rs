@@ -7,8 +7,8 @@
 //! watches the timeline tick by tick and raises each alert once per episode
 //! (it re-arms when the condition clears).
 
-use crate::policy::HostState;
-use crate::timeline::{Sample, VmSample, VmStatus};
+use crate::engine::policy::HostState;
+use crate::record::timeline::{Alert, AlertKind, Sample, VmSample, VmStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,70 +53,6 @@ impl AlertConfig {
             }
         }
         None
-    }
-}
-
-/// What kind of warning sign.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AlertKind {
-    /// Ballooned beyond the configured time.
-    SustainedBallooning,
-    /// The host compressed some of the VM's memory.
-    Compression,
-    /// The host swapped some of the VM's memory to disk.
-    Swapping,
-    /// Target set, `actual` unchanged, or statistics never updated.
-    BalloonNotResponding,
-    /// The guest stops short of its target while it answers.
-    HeldAtFloor,
-    /// The host is in hard or low state.
-    HostPressure,
-}
-
-impl AlertKind {
-    /// Short name.
-    pub fn name(self) -> &'static str {
-        match self {
-            AlertKind::SustainedBallooning => "sustained-ballooning",
-            AlertKind::Compression => "compression",
-            AlertKind::Swapping => "swapping",
-            AlertKind::BalloonNotResponding => "balloon-not-responding",
-            AlertKind::HeldAtFloor => "held-at-floor",
-            AlertKind::HostPressure => "host-pressure",
-        }
-    }
-}
-
-/// One alert.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Alert {
-    /// What.
-    pub kind: AlertKind,
-    /// Which VM (None: the host).
-    pub vm: Option<String>,
-    /// Seconds into the run when it was raised.
-    pub at: f64,
-    /// What was seen.
-    pub evidence: String,
-    /// What to do.
-    pub advice: String,
-}
-
-impl std::fmt::Display for Alert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ALERT {} {}at {:.0} s: {}. {}",
-            self.kind.name(),
-            self.vm
-                .as_deref()
-                .map(|v| format!("[{v}] "))
-                .unwrap_or_default(),
-            self.at,
-            self.evidence,
-            self.advice
-        )
     }
 }
 
@@ -336,7 +272,7 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::HostSample;
+    use crate::record::timeline::HostSample;
 
     fn vm(name: &str, target: u64, actual: u64, stats: bool) -> VmSample {
         VmSample {

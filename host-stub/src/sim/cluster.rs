@@ -1,6 +1,6 @@
 //! Balancing across hosts: a cluster of simulated hosts, each the host of
-//! [`crate::simulate`] (same fleet, traces, host model and policy engine,
-//! [`crate::policy::decide`] every tick), with an initial placement and a
+//! [`crate::sim::simulate`] (same fleet, traces, host model and policy engine,
+//! [`crate::engine::policy::decide`] every tick), with an initial placement and a
 //! DRS-like balancer that live-migrates VMs away from hosts that stay under
 //! pressure. [`compare_balancing`] runs the same cluster on the same traces
 //! without and with balancing and compares time in the hard and low
@@ -75,23 +75,18 @@
 //! measures it (overflow: summed over hosts per tick), and consolidation:
 //! the highest overcommit at which the cluster is in hard or low at most
 //! [`CONSOLIDATION_MAX_HARD_LOW_PCT`] % of host-ticks, by the same bisection
-//! as `simulate` over [`CONSOLIDATION_RANGE`] with the same placement.
+//! as `simulate` over [`simulate::CONSOLIDATION_RANGE`] with the same placement.
 
-use crate::chart::{legend, state_color, Chart, DrawResult, Key, LegendLayout};
-use crate::policy::HostState;
-use crate::simulate::{
-    self, Consolidation, MeanPeak, Pain, Sim, SimConfig, StateTimes, Vm, VmSpec,
-    CONSOLIDATION_MAX_HARD_LOW_PCT, CONSOLIDATION_RANGE, HOUR, ZSWAP_RATIO,
+use crate::engine::balance;
+use crate::engine::policy::HostState;
+use crate::sim::simulate::{
+    self, round1, round2, Consolidation, MeanPeak, Pain, Sim, SimConfig, StateTimes,
+    CONSOLIDATION_MAX_HARD_LOW_PCT, HOUR, ZSWAP_RATIO,
 };
-use crate::simulate::{consolidation_cell, gib, round1, round2};
-use crate::{balance, text_table};
+use crate::sim::vm::{TickPain, Vm};
+use crate::sim::workload::{self, VmSpec};
 use crate::{Error, Result};
-use plotters::coord::Shift;
-use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
-use std::ops::Range;
-use std::path::Path;
 
 /// Most hosts in one cluster.
 pub const MAX_HOSTS: usize = 1024;
@@ -717,7 +712,7 @@ impl<'a> Cluster<'a> {
                 }
             })
             .collect();
-        let mut pain = simulate::TickPain::default();
+        let mut pain = TickPain::default();
         for sim in &self.hosts {
             pain.squeeze += sim.pain.squeeze;
             pain.cache_short += sim.pain.cache_short;
@@ -825,7 +820,7 @@ fn run_mode(
 /// An invalid configuration is [`Error::Invalid`].
 pub fn compare_balancing(cfg: &ClusterConfig) -> Result<ClusterComparison> {
     cfg.validate()?;
-    let fleet = simulate::fleet(&cfg.sim);
+    let fleet = workload::fleet(&cfg.sim);
     let host_of = place(&fleet, cfg.hosts, cfg.placement);
     let (unbalanced, balanced) = std::thread::scope(|s| {
         let (fleet, host_of) = (&fleet, &host_of);
@@ -845,402 +840,12 @@ pub fn compare_balancing(cfg: &ClusterConfig) -> Result<ClusterComparison> {
     })
 }
 
-/// Column groups of the table: (group title, [(header, width)]).
-const COLUMNS: [(&str, &[&str]); 4] = [
-    ("", &["balancing", "consol."]),
-    (
-        "time in state, % of host-ticks",
-        &[
-            "high", "clear", "soft", "hard", "low", "h+l", "worst", "soft+",
-        ],
-    ),
-    ("migrations", &["count", "GiB", "VM-min"]),
-    (
-        "guest pain",
-        &["squeeze", "cache", "refault z/s", "oom", "over"],
-    ),
-];
-
-/// A host list: "0: 40 VMs 150.0 GiB (h+l 3.2 %), 1: ...".
-fn hosts_line(hosts: &[HostSummary], end: bool) -> String {
-    hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let (vms, mib) = if end {
-                (h.vms_end, h.configured_end_mib)
-            } else {
-                (h.vms_start, h.configured_start_mib)
-            };
-            format!(
-                "{i}: {vms} VMs {} GiB, h+l {:.1} %",
-                gib(mib as f64),
-                h.hard_low_pct
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// A text table of a comparison: a header naming the run, one
-/// row per mode, the hosts before and after, and a legend.
-pub fn render_table(c: &ClusterComparison) -> String {
-    use std::fmt::Write;
-    let cfg = &c.config;
-    let sim = &cfg.sim;
-    let b = &cfg.balance;
-    let minutes = |ticks: u32| f64::from(ticks) * sim.tick_secs / 60.0;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} VMs, {} GiB configured on {} hosts of {} GiB (overcommit {:.2}), {} h at {} s ticks, \
-         seed {}, policy {} on every host, minFree {} MiB per host",
-        sim.vms,
-        gib(c.configured_mib as f64),
-        cfg.hosts,
-        gib(c.host_capacity_mib as f64),
-        sim.overcommit,
-        sim.hours,
-        sim.tick_secs,
-        sim.seed,
-        sim.policy.kind.name(),
-        c.unbalanced.min_free_mib
-    );
-    let _ = writeln!(
-        out,
-        "balancer: move after {} ticks ({} min) in soft or worse; cooldown {} ticks ({} min); \
-         link {} MiB/s; at most {} in flight; destination keeps {} % of capacity beyond leaving soft",
-        b.sustain_ticks,
-        minutes(b.sustain_ticks),
-        b.cooldown_ticks,
-        minutes(b.cooldown_ticks),
-        b.link_mib_s,
-        b.max_concurrent,
-        b.dest_margin_pct
-    );
-    let _ = writeln!(out, "placement: {}", cfg.placement.name());
-    let _ = writeln!(
-        out,
-        "  without balancing: {}",
-        hosts_line(&c.unbalanced.hosts, false)
-    );
-    let _ = writeln!(
-        out,
-        "  with, at the end:  {}",
-        hosts_line(&c.balanced.hosts, true)
-    );
-    let _ = writeln!(out);
-    let mut table = text_table::grouped(&COLUMNS);
-    for (name, r) in [("none", &c.unbalanced), ("drs", &c.balanced)] {
-        let s = &r.states;
-        let p = &r.pain;
-        let pct = |v: f64| format!("{v:.1}");
-        let cells = [
-            name.to_string(),
-            consolidation_cell(r.consolidation),
-            pct(s.high),
-            pct(s.clear),
-            pct(s.soft),
-            pct(s.hard),
-            pct(s.low),
-            pct(r.hard_low_pct),
-            pct(r.worst_host_hard_low_pct),
-            pct(r.soft_plus_pct),
-            r.migrations.to_string(),
-            gib(r.migrated_mib),
-            format!("{:.1}", r.migrating_vm_s / 60.0),
-            gib(p.squeeze_mib_h),
-            gib(p.cache_short_mib_h),
-            format!("{}/{}", gib(p.refault_zswap_mib), gib(p.refault_swap_mib)),
-            p.oom_deflates.to_string(),
-            gib(p.overflow.mean_mib),
-        ];
-        table.add_row(cells.to_vec());
-    }
-    out.push_str(&table.render());
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "consol.: highest overcommit with the cluster in hard+low <= {CONSOLIDATION_MAX_HARD_LOW_PCT} % \
-         of host-ticks (searched in {:.2}..{:.2}, same placement); worst: the worst host's h+l",
-        CONSOLIDATION_RANGE.0, CONSOLIDATION_RANGE.1
-    );
-    let _ = writeln!(
-        out,
-        "migrations: count, GiB copied, VM-minutes under migration (guest slowed); squeeze: GiB-h \
-         guests spent below their own floor; cache: GiB-h of page cache lost to the balloon; \
-         refault: GiB read back from zswap/swap; oom: OOM deflations; over: mean GiB consumed \
-         above capacity, summed over hosts"
-    );
-    out
-}
-
-/// The comparison as pretty-printed JSON.
-pub fn render_json(c: &ClusterComparison) -> Result<String> {
-    serde_json::to_string_pretty(c).map_err(|e| Error::Invalid(format!("cluster: JSON: {e}")))
-}
-
-// The chart.
-
-/// Image size, pixels.
-const CHART_SIZE: (u32, u32) = (1200, 900);
-/// Width of the y label area, so the panels line up.
-const Y_LABELS: u32 = 70;
-/// Right margin of every panel: the legends' column.
-const RIGHT: u32 = 210;
-/// Font family (DejaVu Sans via fontconfig), as the run's chart.
-const FONT: &str = "sans-serif";
-/// One colour per host, cycled (as the run's chart's guests).
-const HOST_COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(23, 190, 207),
-];
-
-/// Draws "the balancing chart" of `c` into `svg` and `png` (1200x900): for
-/// each mode, every host's free memory over time with the state thresholds
-/// (and, with balancing, a mark per migration in the source host's colour),
-/// and a strip per host with its state.
-///
-/// A comparison without series is [`Error::Invalid`]; a drawing or file
-/// error is [`Error::Host`] naming the file.
-pub fn render_chart(c: &ClusterComparison, svg: &Path, png: &Path) -> Result<()> {
-    if c.unbalanced.series.t_h.is_empty() || c.balanced.series.t_h.is_empty() {
-        return Err(Error::Invalid(
-            "cluster chart: the comparison has no series".into(),
-        ));
-    }
-    draw_to(SVGBackend::new(svg, CHART_SIZE), c, svg)?;
-    draw_to(BitMapBackend::new(png, CHART_SIZE), c, png)
-}
-
-/// Draws into one backend and writes its file.
-fn draw_to<DB: DrawingBackend>(backend: DB, c: &ClusterComparison, path: &Path) -> Result<()> {
-    let root = backend.into_drawing_area();
-    draw(&root, c)
-        .and_then(|()| root.present())
-        .map_err(|e| Error::Host(format!("drawing the chart {}: {e}", path.display())))
-}
-
-/// State thresholds of a host in GiB of free memory, best first.
-fn thresholds_gib(c: &ClusterComparison, min_free_mib: u64) -> [(&'static str, f64); 4] {
-    let th = &c.config.sim.policy.thresholds;
-    let at = |pct: f64| pct / 100.0 * min_free_mib as f64 / 1024.0;
-    [
-        ("high", at(th.high)),
-        ("clear", at(th.clear)),
-        ("soft", at(th.soft)),
-        ("hard", at(th.hard)),
-    ]
-}
-
-/// The whole chart.
-fn draw<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    c: &ClusterComparison,
-) -> DrawResult<DB> {
-    root.fill(&WHITE)?;
-    let cfg = &c.config;
-    let title = format!(
-        "Balancing across hosts: {} VMs on {} hosts of {} GiB, overcommit {:.2}, policy {}",
-        cfg.sim.vms,
-        cfg.hosts,
-        gib(c.host_capacity_mib as f64),
-        cfg.sim.overcommit,
-        cfg.sim.policy.kind.name()
-    );
-    let body = root.titled(&title, (FONT, 22))?;
-    let (_, h) = body.dim_in_pixel();
-    let (top, bottom) = body.split_vertically(h / 2);
-    let x = 0.0..cfg.sim.hours;
-    let free = [&c.unbalanced, &c.balanced]
-        .into_iter()
-        .flat_map(|r| r.series.free_mib.iter().flatten())
-        .map(|m| m / 1024.0);
-    let (lo, hi) = free.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let top_th = thresholds_gib(c, c.unbalanced.min_free_mib)[1].1;
-    let y = (lo * 1.05)..(hi.max(top_th) * 1.05).max(lo + 1.0);
-    let none = format!(
-        "No balancing: free memory per host (hard+low {:.1} % of host-ticks)",
-        c.unbalanced.hard_low_pct
-    );
-    let drs = format!(
-        "DRS-like balancing: {} migration{}, {} GiB copied (hard+low {:.1} % of host-ticks)",
-        c.balanced.migrations,
-        if c.balanced.migrations == 1 { "" } else { "s" },
-        gib(c.balanced.migrated_mib),
-        c.balanced.hard_low_pct
-    );
-    draw_mode(&top, c, &c.unbalanced, &none, x.clone(), y.clone())?;
-    draw_mode(&bottom, c, &c.balanced, &drs, x, y)
-}
-
-/// Mesh and labels of a time/GiB panel.
-fn mesh<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> DrawResult<DB> {
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .y_desc("free memory (GiB)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 14))
-        .draw()
-}
-
-/// One mode: free memory per host with thresholds and migrations, and a
-/// state strip per host.
-fn draw_mode<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    c: &ClusterComparison,
-    r: &ClusterResult,
-    caption: &str,
-    x: Range<f64>,
-    y: Range<f64>,
-) -> DrawResult<DB> {
-    let s = &r.series;
-    let hosts = s.free_mib.len();
-    let row = if hosts <= 8 { 12 } else { 4 };
-    let strip_h = (hosts as u32 * row).clamp(12, 96) + 40;
-    let (_, h) = area.dim_in_pixel();
-    let (plot, strip) = area.split_vertically(h.saturating_sub(strip_h));
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(caption, (FONT, 16))
-        .margin_right(RIGHT)
-        .margin_top(4)
-        .y_label_area_size(Y_LABELS)
-        .build_cartesian_2d(x.clone(), y.clone())?;
-    mesh(&mut chart)?;
-    let mut keys = Vec::new();
-    for (name, at) in thresholds_gib(c, r.min_free_mib) {
-        if !y.contains(&at) {
-            continue;
-        }
-        let dark = RGBColor(90, 90, 90).mix(0.8).stroke_width(1);
-        chart.draw_series(DashedLineSeries::new(
-            [(x.start, at), (x.end, at)],
-            6,
-            4,
-            dark,
-        ))?;
-        let label =
-            TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Right, VPos::Bottom));
-        chart.draw_series([Text::new(
-            format!("{name} threshold"),
-            (x.end - (x.end - x.start) * 0.005, at),
-            label,
-        )])?;
-    }
-    for (hst, free) in s.free_mib.iter().enumerate() {
-        let color = HOST_COLORS[hst % HOST_COLORS.len()];
-        let style = color.stroke_width(2);
-        chart.draw_series(LineSeries::new(
-            s.t_h.iter().zip(free).map(|(t, m)| (*t, m / 1024.0)),
-            style,
-        ))?;
-        keys.push((format!("host {hst}"), Key::Line(style)));
-    }
-    keys.push((
-        "state threshold".into(),
-        Key::Dashed(RGBColor(90, 90, 90).stroke_width(1)),
-    ));
-    if r.balancing {
-        let tick_h = c.config.sim.tick_secs / HOUR;
-        let base = y.start + (y.end - y.start) * 0.035;
-        chart.draw_series(r.log.iter().map(|m| {
-            let color = HOST_COLORS[m.from % HOST_COLORS.len()];
-            TriangleMarker::new((m.start_tick as f64 * tick_h, base), 5, color.filled())
-        }))?;
-        keys.push((
-            "migration (from host)".into(),
-            Key::Mark(RGBColor(90, 90, 90)),
-        ));
-    }
-    for st in HostState::ALL {
-        keys.push((
-            format!("state {}", st.name()),
-            Key::Band(state_color(st).to_rgba()),
-        ));
-    }
-    legend(
-        &plot,
-        LegendLayout {
-            right: RIGHT,
-            row: 18,
-        },
-        30,
-        &keys,
-    )?;
-    draw_strip(&strip, s, x)
-}
-
-/// Per host, its state over time.
-fn draw_strip<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    s: &ClusterSeries,
-    x: Range<f64>,
-) -> DrawResult<DB> {
-    let hosts = s.state.len().max(1);
-    let mut chart = ChartBuilder::on(area)
-        .margin_right(RIGHT)
-        .margin_bottom(4)
-        .x_label_area_size(36)
-        .y_label_area_size(Y_LABELS)
-        .build_cartesian_2d(x, 0.0..hosts as f64)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .disable_y_axis()
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(WHITE.mix(0.0))
-        .x_desc("time (h)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 14))
-        .draw()?;
-    for (h, states) in s.state.iter().enumerate() {
-        // Host 0 on top.
-        let (y0, y1) = ((hosts - 1 - h) as f64 + 0.1, (hosts - h) as f64 - 0.1);
-        let mut from = 0.0;
-        let mut rects = Vec::new();
-        for (t, st) in s.t_h.iter().zip(states) {
-            rects.push(Rectangle::new(
-                [(from, y0), (*t, y1)],
-                state_color(*st).filled(),
-            ));
-            from = *t;
-        }
-        chart.draw_series(rects)?;
-    }
-    let left = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
-    // Chart coordinates are the backend's; the labels go in `area`'s.
-    let top = area.get_base_pixel().1;
-    if hosts <= 8 {
-        for h in 0..hosts {
-            let py = chart.backend_coord(&(0.0, (hosts - h) as f64 - 0.5)).1 - top;
-            area.draw(&Text::new(
-                format!("host {h}"),
-                (Y_LABELS as i32 - 6, py),
-                left.clone(),
-            ))?;
-        }
-    } else {
-        let py = chart.backend_coord(&(0.0, hosts as f64 / 2.0)).1 - top;
-        area.draw(&Text::new("hosts", (Y_LABELS as i32 - 6, py), left))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PolicyKind;
+    use crate::engine::policy::PolicyKind;
+    use crate::render::cluster_chart::render_chart;
+    use crate::render::cluster_table::{render_json, render_table};
     use std::collections::BTreeMap;
 
     /// 40 VMs on 4 hosts for `hours`, 60 s ticks, no consolidation search.
@@ -1380,7 +985,7 @@ mod tests {
     #[test]
     fn placement_is_first_fit_decreasing() {
         let cfg = small(1.0);
-        let fleet = simulate::fleet(&cfg.sim);
+        let fleet = workload::fleet(&cfg.sim);
         let total: u64 = fleet.iter().map(|v| v.configured).sum();
         let largest = fleet.iter().map(|v| v.configured).max().unwrap();
         let host_of = place(&fleet, 4, Placement::FirstFitDecreasing);

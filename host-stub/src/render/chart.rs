@@ -9,8 +9,8 @@
 //!   configured - balloon; dashed), so it shows which guest was ballooned
 //!   when.
 
-use crate::policy::HostState;
-use crate::timeline::{Sample, VmSample};
+use crate::engine::policy::HostState;
+use crate::record::timeline::{Sample, VmSample};
 use crate::{Error, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
@@ -418,7 +418,7 @@ fn draw_guests<DB: DrawingBackend>(
 /// [`Error::Invalid`]; a drawing or file error is [`Error::Host`].
 pub fn render_report(
     timelines: &[Vec<Sample>],
-    report: &crate::report::Report,
+    report: &crate::record::report::Report,
     svg: &Path,
     png: &Path,
 ) -> Result<()> {
@@ -448,7 +448,7 @@ pub fn render_report(
 fn report_to<DB: DrawingBackend>(
     backend: DB,
     samples: &[Sample],
-    report: &crate::report::Report,
+    report: &crate::record::report::Report,
     path: &Path,
 ) -> Result<()> {
     let root = backend.into_drawing_area();
@@ -460,7 +460,7 @@ fn report_to<DB: DrawingBackend>(
 fn draw_report<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     samples: &[Sample],
-    report: &crate::report::Report,
+    report: &crate::record::report::Report,
 ) -> DrawResult<DB> {
     root.fill(&WHITE)?;
     let body = root.titled(
@@ -475,7 +475,7 @@ fn draw_report<DB: DrawingBackend>(
             .iter()
             .filter_map(|s| {
                 let v = s.vms.iter().find(|v| v.name == vm.name)?;
-                Some((s.t, crate::report::used_mib(v)?))
+                Some((s.t, crate::record::report::used_mib(v)?))
             })
             .collect();
         let y = y_range(used.iter().map(|p| p.1).chain([vm.configured as f64]));
@@ -542,7 +542,7 @@ fn draw_report<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::{HostSample, VmStatus};
+    use crate::record::timeline::{HostSample, VmStatus};
     use std::collections::BTreeMap;
 
     /// 60 ticks of 3 guests on a 4 GiB host going high -> clear -> soft ->
@@ -658,7 +658,7 @@ mod tests {
             v.guest.insert("usable".into(), free);
         }
         let both = [tl.clone(), tl];
-        let r = crate::report::build(&both).unwrap();
+        let r = crate::record::report::build(&both).unwrap();
         let (svg, png) = (temp("report.svg"), temp("report.png"));
         render_report(&both, &r, &svg, &png).unwrap();
         let text = std::fs::read_to_string(&svg).unwrap();

@@ -58,6 +58,11 @@ impl LibvirtDomain {
         match self.never {}
     }
 
+    /// The balloon-change events since the last call.
+    pub fn take_balloon_changes(&self) -> Vec<i64> {
+        match self.never {}
+    }
+
     /// Its QEMU's pid.
     pub fn pid(&self) -> Result<u32> {
         match self.never {}

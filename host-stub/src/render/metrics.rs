@@ -3,8 +3,8 @@
 //! bytes as the naming convention asks) and served at `http://ADDR/metrics`
 //! by `tiny_http` from worker threads while a run goes on.
 
-use crate::policy::HostState;
-use crate::timeline::{Sample, VmSample, VmStatus};
+use crate::engine::policy::HostState;
+use crate::record::timeline::{Sample, VmSample, VmStatus};
 use crate::{Error, Result};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -234,7 +234,7 @@ pub fn serve(addr: SocketAddr, latest: Latest) -> Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::{HostSample, VmSample};
+    use crate::record::timeline::{HostSample, VmSample};
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
