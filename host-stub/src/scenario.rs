@@ -155,6 +155,12 @@ pub struct HostSpec {
     /// Swap file for the compression and swapping tiers, MiB (default 1024).
     #[serde(default = "default_swap", deserialize_with = "size::de_mib")]
     pub swap_file_mib: u64,
+    /// zswap's pool limit while the run lasts, percent of the host's RAM
+    /// (`max_pool_percent`, 1–100; default: the host's own). What does not
+    /// fit goes to the swap file: the compression tier's cache size, as
+    /// ESXi caps its compression cache.
+    #[serde(default)]
+    pub zswap_max_pool_percent: Option<u32>,
     /// State thresholds in percent of min_free.
     #[serde(default)]
     pub thresholds: Thresholds,
@@ -386,6 +392,12 @@ impl Scenario {
                 "line {}: host.swap_file_mib {}: at most 65536",
                 host_at("swap_file_mib"),
                 h.swap_file_mib
+            ));
+        }
+        if let Some(p) = h.zswap_max_pool_percent.filter(|p| !(1..=100).contains(p)) {
+            return Err(format!(
+                "line {}: host.zswap_max_pool_percent {p}: between 1 and 100",
+                host_at("zswap_max_pool_percent"),
             ));
         }
         if let Some(m) = h.thresholds.problem() {
@@ -636,6 +648,28 @@ limit_mib = 400
         assert_eq!(g[0].workload[0].get_ref().content, Content::Dup);
         assert_eq!(s.policy_config().min_free_mib, 100);
         assert!(s.tiers.sharing && s.tiers.swapping);
+    }
+
+    #[test]
+    fn zswap_pool_limit_is_a_percentage() {
+        assert_eq!(parse(GOOD).unwrap().host.zswap_max_pool_percent, None);
+        let with = |v: &str| {
+            GOOD.replace(
+                "min_free_mib = 100",
+                &format!("min_free_mib = 100\nzswap_max_pool_percent = {v}"),
+            )
+        };
+        assert_eq!(
+            parse(&with("1")).unwrap().host.zswap_max_pool_percent,
+            Some(1)
+        );
+        for bad in ["0", "101"] {
+            let e = err(&with(bad));
+            assert!(
+                e.contains("line 8") && e.contains("between 1 and 100"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -326,12 +326,32 @@ hold = 60
 
 /// With ballooning off and the host in hard state, the compression tier
 /// limits the guest's memory cgroup: its QEMU's memory goes to zswap
-/// (compressible text), measured as VmSwap and the zswap pool; the limit,
-/// zswap, the swap file and the cgroup are gone afterwards.
+/// (compressible text), measured as VmSwap and the zswap pool; zswap's pool
+/// cap is the scenario's while the run lasts; the limit, zswap and its cap,
+/// the swap file and the cgroup are gone afterwards.
 #[test]
 fn compression_pushes_memory_into_zswap() -> TestResult {
+    const POOL: &str = "/sys/module/zswap/parameters/max_pool_percent";
+    let read_pool = || std::fs::read_to_string(POOL).map(|v| v.trim().to_string());
+    let host_pool = read_pool()?;
+    let cap = if host_pool == "3" { "4" } else { "3" };
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(v) = std::fs::read_to_string(POOL) {
+                    seen.insert(v.trim().to_string());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            seen
+        })
+    };
     let report = run_scenario(
-        r#"
+        &format!(
+            r#"
 name = "compress"
 duration = 30
 tick = 1
@@ -339,6 +359,7 @@ tick = 1
 capacity_mib = 300
 min_free_mib = 100
 swap_file_mib = 512
+zswap_max_pool_percent = {cap}
 [tiers]
 sharing = false
 ballooning = false
@@ -350,14 +371,23 @@ at = 0
 mib = 240
 content = "text"
 hold = 60
-"#,
+"#
+        ),
         |_| {},
-    )?;
+    );
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = seen.join().map_err(|_| "pool watcher panicked")?;
+    let report = report?;
     let s = &report.samples;
     assert!(report.lost.is_empty(), "{:?}", report.lost);
     if !report.unavailable.is_empty() {
         return Err(format!("tiers unavailable here: {:?}", report.unavailable).into());
     }
+    assert!(
+        seen.contains(cap),
+        "max_pool_percent seen during the run: {seen:?}, not {cap}"
+    );
+    assert_eq!(read_pool()?, host_pool, "max_pool_percent not put back");
     assert!(
         s.iter().any(|x| x.host.state >= HostState::Hard),
         "never reached hard"

@@ -100,6 +100,9 @@ pub fn reload_changes(old: &Scenario, new: &Scenario) -> std::result::Result<Vec
     if old.host.swap_file_mib != new.host.swap_file_mib {
         return restart("host.swap_file_mib");
     }
+    if old.host.zswap_max_pool_percent != new.host.zswap_max_pool_percent {
+        return restart("host.zswap_max_pool_percent");
+    }
     if old.policy.ksm_sleep_ms != new.policy.ksm_sleep_ms {
         return restart("policy.ksm_sleep_ms");
     }

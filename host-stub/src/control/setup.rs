@@ -64,8 +64,13 @@ pub(super) fn mechanisms(
         }
     }
     if m.tiers.compression {
+        let pool = scenario.host.zswap_max_pool_percent;
         let r = mechanisms::zswap_available(&opts.zswap_dir)
-            .and_then(|_| settings.set(&opts.zswap_dir.join("enabled"), "Y"));
+            .and_then(|_| settings.set(&opts.zswap_dir.join("enabled"), "Y"))
+            .and_then(|_| match pool {
+                Some(p) => settings.set(&opts.zswap_dir.join("max_pool_percent"), &p.to_string()),
+                None => Ok(()),
+            });
         if let Err(e) = r {
             m.tiers.compression = false;
             off(&mut m, "compression (zswap)", e.to_string());

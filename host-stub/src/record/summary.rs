@@ -35,6 +35,66 @@ pub struct VmSummary {
     pub lost: bool,
 }
 
+/// How long one tier held memory over the run.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TierTime {
+    /// `sharing`, `ballooning`, `compression` or `swapping`.
+    pub tier: &'static str,
+    /// Seconds during which the VMs together had at least [`TIER_MIB`] in
+    /// the tier.
+    pub seconds: f64,
+    /// When it first and last held that much, s into the run.
+    pub first_s: Option<f64>,
+    pub last_s: Option<f64>,
+    /// The most it held, MiB.
+    pub peak_mib: f64,
+}
+
+/// What a tier must hold, MiB, to count as engaged (below it: residue of
+/// a few pages, not a tier at work).
+pub const TIER_MIB: f64 = 8.0;
+
+/// Time each tier held memory, in escalation order: the VMs' KSM saving,
+/// balloons, memory in zswap and memory in the swap file, summed over the
+/// VMs at each tick; a tick lasts until the next sample (the last one as
+/// long as the one before it).
+pub fn tier_times(samples: &[Sample]) -> Vec<TierTime> {
+    type Amount = fn(&crate::record::timeline::VmSample) -> f64;
+    let tiers: [(&'static str, Amount); 4] = [
+        ("sharing", |v| v.shared),
+        ("ballooning", |v| v.balloon as f64),
+        ("compression", |v| v.compressed),
+        ("swapping", |v| v.swapped),
+    ];
+    let dt = |i: usize| match (samples.get(i), samples.get(i + 1)) {
+        (Some(a), Some(b)) => b.t - a.t,
+        _ if i > 0 => samples[i].t - samples[i - 1].t,
+        _ => 0.0,
+    };
+    tiers
+        .iter()
+        .map(|(tier, amount)| {
+            let mut t = TierTime {
+                tier,
+                seconds: 0.0,
+                first_s: None,
+                last_s: None,
+                peak_mib: 0.0,
+            };
+            for (i, s) in samples.iter().enumerate() {
+                let held: f64 = s.vms.iter().map(amount).sum();
+                t.peak_mib = t.peak_mib.max(held);
+                if held >= TIER_MIB {
+                    t.seconds += dt(i);
+                    t.first_s.get_or_insert(s.t);
+                    t.last_s = Some(s.t);
+                }
+            }
+            t
+        })
+        .collect()
+}
+
 /// The whole run.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Summary {
@@ -50,6 +110,8 @@ pub struct Summary {
     pub ksm_saving_peak: f64,
     /// Peak zswap pool.
     pub zswap_pool_peak: f64,
+    /// Time each tier held memory, in escalation order.
+    pub tiers: Vec<TierTime>,
     /// Per VM.
     pub vms: Vec<VmSummary>,
     /// Tiers that were unavailable.
@@ -121,6 +183,7 @@ impl Summary {
                     .filter_map(|s| s.host.ksm.as_ref().map(|k| k.sharing)),
             ),
             zswap_pool_peak: fmax(samples.iter().filter_map(|s| s.host.zswap_pool)),
+            tiers: tier_times(samples),
             vms,
             unavailable: unavailable.to_vec(),
             lost: lost.to_vec(),
@@ -149,6 +212,22 @@ impl Summary {
             states.join(", "),
             self.ksm_saving_peak,
             self.zswap_pool_peak
+        );
+        let tiers: Vec<String> = self
+            .tiers
+            .iter()
+            .map(|t| match (t.first_s, t.last_s) {
+                (Some(a), Some(b)) => format!(
+                    "{} {:.0} s ({a:.0}-{b:.0} s, up to {:.0} MiB)",
+                    t.tier, t.seconds, t.peak_mib
+                ),
+                _ => format!("{} never", t.tier),
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "  time each tier held at least {TIER_MIB:.0} MiB: {}",
+            tiers.join("; ")
         );
         let mut t = text_table::new(&[
             "VM",
@@ -193,5 +272,87 @@ impl Summary {
             let _ = writeln!(o, "  lost: {l}");
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::timeline::{HostSample, VmSample, VmStatus};
+
+    fn sample(t: f64, balloon: u64, compressed: f64, swapped: f64) -> Sample {
+        let vm = |name: &str| VmSample {
+            name: name.into(),
+            status: VmStatus::Running,
+            configured: 512,
+            resident: 200,
+            balloon,
+            target: 512 - balloon,
+            actual: 512 - balloon,
+            shared: 10.0,
+            compressed,
+            swapped,
+            cgroup_limit: None,
+            guest: BTreeMap::new(),
+        };
+        Sample {
+            t,
+            host: HostSample {
+                capacity: 1024,
+                consumed: 900,
+                free: 124.0,
+                state: HostState::Soft,
+                ksm: None,
+                zswap_pool: None,
+                zswapped: None,
+            },
+            vms: vec![vm("a"), vm("b")],
+            events: vec![],
+            alerts: vec![],
+            second_host: None,
+        }
+    }
+
+    #[test]
+    fn each_tier_counts_the_ticks_it_held_enough_memory() {
+        // Ticks of 2 s; balloons at 4-8 s, compression at 6 s, swap only
+        // residue (3 MiB over two VMs is below the 8 MiB bar).
+        let s = vec![
+            sample(0.0, 0, 0.0, 0.0),
+            sample(2.0, 2, 0.0, 0.0),
+            sample(4.0, 10, 0.0, 1.5),
+            sample(6.0, 20, 30.0, 1.5),
+            sample(8.0, 10, 0.0, 0.0),
+            sample(10.0, 0, 0.0, 0.0),
+        ];
+        let t = tier_times(&s);
+        let names: Vec<&str> = t.iter().map(|t| t.tier).collect();
+        assert_eq!(names, ["sharing", "ballooning", "compression", "swapping"]);
+        // Two VMs sharing 10 MiB each, every tick of 2 s, the last too.
+        assert_eq!(
+            (t[0].seconds, t[0].first_s, t[0].last_s),
+            (12.0, Some(0.0), Some(10.0))
+        );
+        assert_eq!(t[0].peak_mib, 20.0);
+        // 2+2 MiB at 2 s is below the bar; 20, 40, 20 MiB at 4, 6, 8 s.
+        assert_eq!(
+            (t[1].seconds, t[1].first_s, t[1].last_s),
+            (6.0, Some(4.0), Some(8.0))
+        );
+        assert_eq!(t[1].peak_mib, 40.0);
+        assert_eq!(
+            (t[2].seconds, t[2].first_s, t[2].peak_mib),
+            (2.0, Some(6.0), 60.0)
+        );
+        assert_eq!(
+            (t[3].seconds, t[3].first_s, t[3].peak_mib),
+            (0.0, None, 3.0)
+        );
+        let text = Summary::from_samples(&s, &[], &[]).render();
+        assert!(
+            text.contains("ballooning 6 s (4-8 s, up to 40 MiB)"),
+            "{text}"
+        );
+        assert!(text.contains("swapping never"), "{text}");
     }
 }

@@ -8,6 +8,7 @@ pub fn host_settings() -> String {
         "/sys/kernel/mm/ksm/pages_to_scan",
         "/sys/kernel/mm/ksm/sleep_millisecs",
         "/sys/module/zswap/parameters/enabled",
+        "/sys/module/zswap/parameters/max_pool_percent",
         "/proc/swaps",
     ] {
         s.push_str(&format!(
