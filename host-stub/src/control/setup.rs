@@ -51,6 +51,7 @@ pub(super) fn mechanisms(
     }
     if want.compression || want.swapping {
         let r = CgroupFs::detect().and_then(|fs| {
+            fs.prepare(settings)?;
             settings.swap_file(&opts.swap_file, scenario.host.swap_file_mib)?;
             Ok(fs)
         });

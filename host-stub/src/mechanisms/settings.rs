@@ -41,6 +41,14 @@ pub enum Change {
         /// The `cgroup.procs` of the cgroup it was in.
         back_to: PathBuf,
     },
+    /// A cgroup v2 controller we enabled for a cgroup's children
+    /// (`+memory` in its `cgroup.subtree_control`): disabled again.
+    Controller {
+        /// The `cgroup.subtree_control` file.
+        subtree_control: PathBuf,
+        /// The controller, e.g. `memory`.
+        controller: String,
+    },
     /// A cgroup directory we created (removed after its processes left).
     Cgroup {
         /// The directory.
@@ -184,6 +192,36 @@ impl HostSettings {
         write_file(procs, &pid.to_string())
     }
 
+    /// Moves process `pid` into the cgroup whose `cgroup.procs` is `to`,
+    /// recording that it goes back to `back_to`.
+    pub fn moved(&mut self, pid: u32, to: &Path, back_to: &Path) -> Result<()> {
+        self.record(Change::Joined {
+            pid,
+            back_to: back_to.to_path_buf(),
+        })?;
+        write_file(to, &pid.to_string())
+    }
+
+    /// Enables cgroup v2 controller `controller` for the children of the
+    /// cgroup `dir`, unless it is already.
+    pub fn enable_controller(&mut self, dir: &Path, controller: &str) -> Result<()> {
+        let file = dir.join("cgroup.subtree_control");
+        // A cgroup always has the file; if it cannot be read, the write
+        // below says why.
+        if std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .split_whitespace()
+            .any(|c| c == controller)
+        {
+            return Ok(());
+        }
+        self.record(Change::Controller {
+            subtree_control: file.clone(),
+            controller: controller.to_string(),
+        })?;
+        write_file(&file, &format!("+{controller}"))
+    }
+
     /// Creates the cgroup directory `path` under a parent whose
     /// `cgroup.procs` is `parent_procs`.
     pub fn cgroup(&mut self, path: &Path, parent_procs: &Path) -> Result<()> {
@@ -193,6 +231,12 @@ impl HostSettings {
             path: path.to_path_buf(),
             parent_procs: parent_procs.to_path_buf(),
         })
+    }
+
+    /// Forgets every change without undoing it (tests on fake trees).
+    #[cfg(test)]
+    pub(crate) fn forget(&mut self) {
+        self.changes.clear();
     }
 
     /// What was changed, oldest first.
@@ -285,6 +329,10 @@ fn undo(c: &Change) -> Result<()> {
             Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => Ok(()),
             r => r,
         },
+        Change::Controller {
+            subtree_control,
+            controller,
+        } => write_file(subtree_control, &format!("-{controller}")),
         Change::Cgroup { path, parent_procs } => {
             let procs = path.join("cgroup.procs");
             if let Ok(text) = std::fs::read_to_string(&procs) {
@@ -336,6 +384,27 @@ mod tests {
         assert_eq!(s.restore(), Vec::<String>::new());
         assert_eq!(std::fs::read_to_string(&back).unwrap(), me.to_string());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_enabled_controller_is_disabled_again_and_one_already_on_is_left() {
+        let dir = std::env::temp_dir().join(format!("bh-ctl-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        for (d, sub) in [(&a, ""), (&b, "cpu memory")] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("cgroup.subtree_control"), sub).unwrap();
+        }
+        let mut s = HostSettings::new(None).unwrap();
+        s.enable_controller(&a, "memory").unwrap();
+        s.enable_controller(&b, "memory").unwrap();
+        assert_eq!(s.changes().len(), 1, "{:?}", s.changes());
+        let read = |d: &Path| std::fs::read_to_string(d.join("cgroup.subtree_control")).unwrap();
+        assert_eq!(read(&a), "+memory");
+        assert_eq!(s.restore(), Vec::<String>::new());
+        assert_eq!(read(&a), "-memory");
+        assert_eq!(read(&b), "cpu memory");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
