@@ -278,39 +278,19 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::timeline::{HostSample, VmSample, VmStatus};
+    use crate::record::timeline::{fixtures, VmSample};
 
     fn sample(t: f64, balloon: u64, compressed: f64, swapped: f64) -> Sample {
         let vm = |name: &str| VmSample {
-            name: name.into(),
-            status: VmStatus::Running,
-            configured: 512,
-            resident: 200,
             balloon,
             target: 512 - balloon,
             actual: 512 - balloon,
             shared: 10.0,
             compressed,
             swapped,
-            cgroup_limit: None,
-            guest: BTreeMap::new(),
+            ..fixtures::vm(name)
         };
-        Sample {
-            t,
-            host: HostSample {
-                capacity: 1024,
-                consumed: 900,
-                free: 124.0,
-                state: HostState::Soft,
-                ksm: None,
-                zswap_pool: None,
-                zswapped: None,
-            },
-            vms: vec![vm("a"), vm("b")],
-            events: vec![],
-            alerts: vec![],
-            second_host: None,
-        }
+        fixtures::sample(t, HostState::Soft, vec![vm("a"), vm("b")])
     }
 
     #[test]

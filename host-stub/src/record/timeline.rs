@@ -229,3 +229,48 @@ impl std::fmt::Display for Alert {
         )
     }
 }
+
+/// Samples for other modules' tests: a 1 GiB host with 900 MiB consumed,
+/// and 512 MiB guests; tests override what they look at.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// A running 512 MiB guest, not ballooned, 200 MiB resident.
+    pub(crate) fn vm(name: &str) -> VmSample {
+        VmSample {
+            name: name.into(),
+            status: VmStatus::Running,
+            configured: 512,
+            resident: 200,
+            balloon: 0,
+            target: 512,
+            actual: 512,
+            shared: 0.0,
+            compressed: 0.0,
+            swapped: 0.0,
+            cgroup_limit: None,
+            guest: BTreeMap::new(),
+        }
+    }
+
+    /// A tick at `t` s of a host in `state` with `vms`.
+    pub(crate) fn sample(t: f64, state: HostState, vms: Vec<VmSample>) -> Sample {
+        Sample {
+            t,
+            host: HostSample {
+                capacity: 1024,
+                consumed: 900,
+                free: 124.0,
+                state,
+                ksm: None,
+                zswap_pool: None,
+                zswapped: None,
+            },
+            vms,
+            events: vec![],
+            alerts: vec![],
+            second_host: None,
+        }
+    }
+}

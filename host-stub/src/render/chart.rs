@@ -40,8 +40,8 @@ const TIERS: [(&str, RGBColor); 4] = [
     ("swapped", RGBColor(234, 67, 53)),
 ];
 
-/// One colour per guest, cycled.
-const VM_COLORS: [RGBColor; 8] = [
+/// One colour per guest (per host in the balancing chart), cycled.
+pub(crate) const VM_COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

@@ -3,7 +3,7 @@
 //! state thresholds, and a strip of the hosts' states.
 
 use crate::engine::policy::HostState;
-use crate::render::chart::{legend, state_color, Chart, DrawResult, Key, LegendLayout};
+use crate::render::chart::{legend, state_color, Chart, DrawResult, Key, LegendLayout, VM_COLORS};
 use crate::render::sim_table::gib;
 use crate::sim::cluster::{ClusterComparison, ClusterResult, ClusterSeries};
 use crate::sim::simulate::HOUR;
@@ -24,17 +24,8 @@ const Y_LABELS: u32 = 70;
 const RIGHT: u32 = 210;
 /// Font family (DejaVu Sans via fontconfig), as the run's chart.
 const FONT: &str = "sans-serif";
-/// One colour per host, cycled (as the run's chart's guests).
-const HOST_COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(23, 190, 207),
-];
+/// One colour per host, cycled: the run's chart's guest colours.
+const HOST_COLORS: [RGBColor; 8] = VM_COLORS;
 
 /// Draws "the balancing chart" of `c` into `svg` and `png` (1200x900): for
 /// each mode, every host's free memory over time with the state thresholds

@@ -234,44 +234,28 @@ pub fn serve(addr: SocketAddr, latest: Latest) -> Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::timeline::{HostSample, VmSample};
+    use crate::record::timeline::{fixtures, VmSample};
     use std::io::{Read, Write};
     use std::net::TcpStream;
 
     fn vm(name: &str) -> VmSample {
         VmSample {
-            name: name.into(),
-            status: VmStatus::Running,
-            configured: 512,
             resident: 300,
             balloon: 64,
             target: 448,
             actual: 448,
             shared: 10.0,
             compressed: 8.0,
-            swapped: 0.0,
-            cgroup_limit: None,
             guest: [("usable".to_string(), 200.0)].into_iter().collect(),
+            ..fixtures::vm(name)
         }
     }
 
     fn sample() -> Sample {
-        Sample {
-            t: 1.0,
-            host: HostSample {
-                capacity: 1024,
-                consumed: 900,
-                free: 124.0,
-                state: HostState::Soft,
-                ksm: None,
-                zswap_pool: Some(3.0),
-                zswapped: Some(8.0),
-            },
-            vms: vec![vm("web")],
-            events: vec![],
-            alerts: vec![],
-            second_host: None,
-        }
+        let mut s = fixtures::sample(1.0, HostState::Soft, vec![vm("web")]);
+        s.host.zswap_pool = Some(3.0);
+        s.host.zswapped = Some(8.0);
+        s
     }
 
     /// The value of the series line `series` (name and labels).
