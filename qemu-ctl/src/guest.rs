@@ -285,10 +285,10 @@ impl Guest {
             .map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()))
             .transpose()
             .map_err(|e| Error::Check(format!("cgroup path: {e}")))?;
-        // SAFETY: the closure only makes async-signal-safe system calls
-        // (prctl, open, write, close) on memory prepared before the fork.
         // PDEATHSIG makes QEMU die with its parent, so no guest outlives a
         // killed test run or host stub.
+        // SAFETY: the closure only makes async-signal-safe system calls
+        // (prctl, open, write, close) on memory prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

@@ -59,6 +59,11 @@ fn event_loop() -> Result<()> {
 
 /// libvirt's `virConnectDomainEventBalloonChangeCallback`: the guest's new
 /// size, KiB.
+///
+/// # Safety
+///
+/// `opaque` must be a pointer from `Arc::<Changes>::into_raw` whose
+/// reference is still held (libvirt holds it until `release_changes`).
 unsafe extern "C" fn balloon_changed(
     _conn: sys::virConnectPtr,
     _dom: sys::virDomainPtr,
@@ -75,6 +80,11 @@ unsafe extern "C" fn balloon_changed(
 }
 
 /// libvirt's `virFreeCallback` for the callback's `opaque`.
+///
+/// # Safety
+///
+/// `opaque` must be a pointer from `Arc::<Changes>::into_raw`, released
+/// once: this drops that reference.
 unsafe extern "C" fn release_changes(opaque: *mut c_void) {
     // SAFETY: `opaque` came from `Arc::into_raw` in
     // `register_balloon_changes`, and libvirt calls this once.
@@ -172,10 +182,26 @@ impl LibvirtDomain {
     /// Connects to `uri` (e.g. `qemu:///system`) and finds the running
     /// domain `name`.
     pub fn open(uri: &str, name: &str) -> Result<Self> {
-        // Without events the stub still polls the balloon; it says so.
-        if let Err(e) = event_loop() {
-            tracing::warn!("{e}; no balloon-change events from libvirt");
-        }
+        Self::connect(uri, name, false)
+    }
+
+    /// [`LibvirtDomain::open`], and collects the domain's balloon-change
+    /// events from then on ([`LibvirtDomain::take_balloon_changes`]), for a
+    /// loop that manages it. Without events the balloon is still polled;
+    /// it is said once.
+    pub fn open_watching(uri: &str, name: &str) -> Result<Self> {
+        // The event loop must exist before the connection is opened.
+        let watch = match event_loop() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("{e}; no balloon-change events from libvirt");
+                false
+            }
+        };
+        Self::connect(uri, name, watch)
+    }
+
+    fn connect(uri: &str, name: &str, watch: bool) -> Result<Self> {
         let conn = Connect::open(Some(uri)).map_err(err(format!("connecting to {uri}")))?;
         let dom = conn
             .lookup_domain_by_name(name)
@@ -188,9 +214,13 @@ impl LibvirtDomain {
                 "libvirt domain {name:?} is not running"
             )));
         }
-        let changes = register_balloon_changes(&conn, &dom)
-            .map_err(|e| tracing::warn!("domain {name:?}: {e}; its balloon is polled only"))
-            .ok();
+        let changes = watch
+            .then(|| {
+                register_balloon_changes(&conn, &dom)
+                    .map_err(|e| tracing::warn!("domain {name:?}: {e}; its balloon is polled only"))
+                    .ok()
+            })
+            .flatten();
         Ok(Self {
             name: name.to_string(),
             changes,
@@ -200,7 +230,7 @@ impl LibvirtDomain {
     }
 
     /// The guest sizes (bytes) libvirt's `BALLOON_CHANGE` events reported
-    /// since the last call, oldest first.
+    /// since the last call, oldest first (none unless opened watching).
     pub fn take_balloon_changes(&self) -> Vec<i64> {
         self.changes
             .as_ref()

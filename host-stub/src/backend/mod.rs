@@ -99,9 +99,9 @@ pub struct LibvirtGuest {
 }
 
 impl LibvirtGuest {
-    /// Opens the domain `name` on `uri`.
+    /// Opens the domain `name` on `uri`, watching its balloon changes.
     pub fn open(uri: &str, name: &str) -> Result<Self> {
-        let dom = LibvirtDomain::open(uri, name)?;
+        let dom = LibvirtDomain::open_watching(uri, name)?;
         Ok(Self {
             pid: dom.pid()?,
             dom,
