@@ -7,7 +7,7 @@ use super::setup::{self, Mechanisms};
 use super::{act, daemon, migration, RunOptions, RunReport, Vm, KEEP_SAMPLES};
 use crate::backend::AttachTo;
 use crate::engine::alerts::Alerts;
-use crate::engine::policy::{self, HostView, PolicyState};
+use crate::engine::policy::{self, HostView, PolicyConfig, PolicyState};
 use crate::mechanisms::{self, HostSettings, KsmCounters};
 use crate::record::summary::Summary;
 use crate::record::timeline::{self, HostSample, KsmSample, Sample, SecondHostSample, VmStatus};
@@ -29,6 +29,10 @@ struct Observation {
     zswap: Option<(f64, f64)>,
     attribution: Attribution,
 }
+
+/// A host of the scenario: its name, capacity (MiB) and the engine's
+/// configuration for it ([`Scenario::hosts`]).
+type Host = (&'static str, u64, PolicyConfig);
 
 /// One host's decision for one tick.
 struct HostDecision {
@@ -161,10 +165,11 @@ impl<'a> ControlLoop<'a> {
             events.extend(self.mech.unavailable.iter().cloned());
         }
         self.reload_if_asked(&mut events);
+        let hosts = self.scenario.hosts();
         let obs = self.observe(&mut events);
-        let decisions = self.decide(&obs);
-        self.act(&obs, &decisions, &mut events);
-        self.record(&obs, &decisions, events)
+        let decisions = self.decide(&hosts, &obs);
+        self.act(&hosts, &obs, &decisions, &mut events);
+        self.record(&hosts, &obs, &decisions, events)
     }
 
     /// SIGHUP: the daemon's config again, applied between two ticks.
@@ -254,9 +259,8 @@ impl<'a> ControlLoop<'a> {
     }
 
     /// The engine's decision for each host, for the guests running there.
-    fn decide(&self, obs: &Observation) -> Vec<HostDecision> {
-        self.scenario
-            .hosts()
+    fn decide(&self, hosts: &[Host], obs: &Observation) -> Vec<HostDecision> {
+        hosts
             .iter()
             .enumerate()
             .map(|(h, (_, capacity, cfg))| {
@@ -290,8 +294,13 @@ impl<'a> ControlLoop<'a> {
     /// Applies the decisions: each host's new state, the guests' targets
     /// and limits, KSM; then the workloads due and, with two hosts, a
     /// migration.
-    fn act(&mut self, obs: &Observation, decisions: &[HostDecision], events: &mut Vec<String>) {
-        let hosts = self.scenario.hosts();
+    fn act(
+        &mut self,
+        hosts: &[Host],
+        obs: &Observation,
+        decisions: &[HostDecision],
+        events: &mut Vec<String>,
+    ) {
         let mut ksm_want = None;
         for (h, d) in decisions.iter().enumerate() {
             let new = d.decision.state.host_state;
@@ -321,7 +330,7 @@ impl<'a> ControlLoop<'a> {
             let views: Vec<HostView> = decisions.iter().map(|d| d.view).collect();
             if let Some((i, from, to)) = self.balancer.pick(
                 b,
-                &hosts,
+                hosts,
                 &self.states,
                 &views,
                 &self.vms,
@@ -341,11 +350,11 @@ impl<'a> ControlLoop<'a> {
     /// metrics and shows the table.
     fn record(
         &mut self,
+        hosts: &[Host],
         obs: &Observation,
         decisions: &[HostDecision],
         events: Vec<String>,
     ) -> Result<()> {
-        let hosts = self.scenario.hosts();
         let host_sample = |h: usize| HostSample {
             capacity: hosts[h].1,
             consumed: decisions[h].view.consumed,
