@@ -272,46 +272,27 @@ impl Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::timeline::HostSample;
+    use crate::record::timeline::fixtures;
 
     fn vm(name: &str, target: u64, actual: u64, stats: bool) -> VmSample {
         VmSample {
-            name: name.into(),
-            status: VmStatus::Running,
-            configured: 512,
-            resident: 200,
             balloon: 512 - actual,
             target,
             actual,
-            shared: 0.0,
-            compressed: 0.0,
-            swapped: 0.0,
-            cgroup_limit: None,
             guest: if stats {
                 [("usable".to_string(), 40.0)].into_iter().collect()
             } else {
                 BTreeMap::new()
             },
+            ..fixtures::vm(name)
         }
     }
 
     fn sample(t: f64, state: HostState, vms: Vec<VmSample>) -> Sample {
-        Sample {
-            t,
-            host: HostSample {
-                capacity: 1024,
-                consumed: 1000,
-                free: 24.0,
-                state,
-                ksm: None,
-                zswap_pool: None,
-                zswapped: None,
-            },
-            vms,
-            events: vec![],
-            alerts: vec![],
-            second_host: None,
-        }
+        let mut s = fixtures::sample(t, state, vms);
+        s.host.consumed = 1000;
+        s.host.free = 24.0;
+        s
     }
 
     fn kinds(a: &[Alert]) -> Vec<(AlertKind, Option<String>)> {

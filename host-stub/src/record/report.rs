@@ -290,40 +290,22 @@ impl Report {
 mod tests {
     use super::*;
     use crate::engine::policy::HostState;
-    use crate::record::timeline::{HostSample, VmSample};
+    use crate::record::timeline::{fixtures, VmSample};
 
     fn s(t: f64, vms: Vec<VmSample>) -> Sample {
-        Sample {
-            t,
-            host: HostSample {
-                capacity: 1024,
-                consumed: 0,
-                free: 0.0,
-                state: HostState::Clear,
-                ksm: None,
-                zswap_pool: None,
-                zswapped: None,
-            },
-            vms,
-            events: vec![],
-            alerts: vec![],
-            second_host: None,
-        }
+        let mut s = fixtures::sample(t, HostState::Clear, vms);
+        s.host.consumed = 0;
+        s.host.free = 0.0;
+        s
     }
 
     fn vm(name: &str, used: Option<f64>, balloon: u64) -> VmSample {
         VmSample {
-            name: name.into(),
-            status: VmStatus::Running,
-            configured: 512,
             resident: 0,
             balloon,
             target: 512 - balloon,
             actual: 512 - balloon,
             shared: 10.0,
-            compressed: 0.0,
-            swapped: 0.0,
-            cgroup_limit: None,
             guest: match used {
                 Some(u) => [
                     ("available".to_string(), 480.0),
@@ -333,6 +315,7 @@ mod tests {
                 .collect(),
                 None => BTreeMap::new(),
             },
+            ..fixtures::vm(name)
         }
     }
 
