@@ -417,8 +417,19 @@ hold = 60
 #[test]
 fn killed_qemu_is_lost_others_go_on() -> TestResult {
     let me = std::process::id();
+    // The kill comes once the loop has ticked three times: booting (and
+    // writing the swap file before it) takes longer on a loaded machine,
+    // and a QEMU killed before the loop starts fails the run's start.
+    let timeline = std::env::temp_dir()
+        .join(format!("balloon-host-test-lost-{me}"))
+        .join("timeline.jsonl");
     let killer = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(12));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        while std::fs::read_to_string(&timeline).map_or(0, |t| t.lines().count()) < 3
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
         let pat = format!("qemu-system[-]x86.*balloon_rs-victim-{me}-");
         std::process::Command::new("pkill")
             .args(["-KILL", "-f", &pat])
