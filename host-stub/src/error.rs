@@ -27,6 +27,9 @@ pub enum Error {
     /// A host mechanism failed while in use.
     #[error("{0}")]
     Host(String),
+    /// A host mechanism (KSM, zswap, swap, cgroups, the settings journal).
+    #[error(transparent)]
+    Mechanism(#[from] host_mechanisms::Error),
     /// The QEMU/QMP layer.
     #[error(transparent)]
     Qemu(#[from] qemu_ctl::Error),

@@ -34,7 +34,6 @@ pub mod cli;
 pub mod control;
 pub mod engine;
 pub mod error;
-pub mod mechanisms;
 pub mod record;
 pub mod render;
 pub mod scenario;
@@ -42,3 +41,5 @@ pub mod sim;
 pub mod size;
 
 pub use error::{Error, Result};
+/// The host's mechanisms: the crate `host_mechanisms`.
+pub use host_mechanisms as mechanisms;

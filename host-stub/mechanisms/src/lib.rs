@@ -6,8 +6,11 @@
 //! an error, Ctrl-C (the run loop ends normally) or a panic (unwinding).
 //! The record is also written to a journal file, so `balloon-host restore`
 //! can put things back after the stub was killed with SIGKILL.
+//!
+//! A crate of its own, used by `balloon-host` (as `host_stub::mechanisms`)
+//! and by the test guest's `balloon-guest mechanisms`, which runs the cgroup
+//! v2, zswap and swap-file code inside a guest whose kernel has them.
 
-use crate::{Error, Result};
 use std::path::Path;
 
 /// KSM's sysfs directory.
@@ -19,13 +22,15 @@ pub const JOURNAL: &str = "/run/balloon-host/journal.json";
 
 mod cgroup;
 mod counters;
+mod error;
 mod settings;
 
-pub use cgroup::{CgroupFs, VmCgroup};
+pub use cgroup::{CgroupEvents, CgroupFs, CgroupMem, VmCgroup};
 pub use counters::{
     attribute_sharing, attribute_swap, ksm_available, ksm_counters, ksm_merging_mib, process_mem,
     zswap_available, zswap_meminfo, KsmCounters,
 };
+pub use error::{Error, Result};
 pub use settings::{Change, HostSettings};
 
 /// Reads a sysfs file, trimmed.

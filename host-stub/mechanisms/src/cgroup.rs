@@ -1,6 +1,15 @@
 //! Per-VM memory cgroups, v1 or v2: created under the stub's own cgroup,
-//! the QEMU moved in, a memory limit set and lifted, all through the
-//! settings journal.
+//! the QEMU moved in, pushed down and let go, all through the settings
+//! journal; and what the kernel says each holds (`memory.stat`,
+//! `memory.events`).
+//!
+//! The lever differs by flavour. Under v1 it is the hard limit
+//! (`memory.limit_in_bytes`). Under v2 it is `memory.reclaim` (proactive
+//! reclaim of a given amount, where the kernel has it: 5.19 on) followed by
+//! `memory.high`: above `high` the kernel reclaims and throttles the cgroup
+//! instead of OOM-killing it, which `memory.max` would do to a QEMU whose
+//! memory cannot all be compressed or swapped. `memory.max` and
+//! `memory.swap.max` are left at `max`, as created.
 
 #[cfg(test)]
 use super::settings::Change;
@@ -58,11 +67,12 @@ impl CgroupFs {
         }
     }
 
-    /// The limit file name.
+    /// The file the limit is written to: the hard limit under v1,
+    /// `memory.high` (reclaim and throttle, never OOM) under v2.
     pub fn limit_file(&self) -> &'static str {
         match self {
             CgroupFs::V1(_) => "memory.limit_in_bytes",
-            CgroupFs::V2(_) => "memory.max",
+            CgroupFs::V2(_) => "memory.high",
         }
     }
 
@@ -149,6 +159,12 @@ impl VmCgroup {
         })
     }
 
+    /// Whether it is a cgroup v2 cgroup (`memory.reclaim`, `memory.events`
+    /// and zswap's per-cgroup counters are v2's).
+    pub fn is_v2(&self) -> bool {
+        matches!(self.fs, CgroupFs::V2(_))
+    }
+
     /// `cgroup.procs`: QEMU writes 0 into it before exec to start inside.
     pub fn procs(&self) -> PathBuf {
         self.dir.join("cgroup.procs")
@@ -170,13 +186,174 @@ impl VmCgroup {
         settings.join(&self.fs, &self.procs(), pid)
     }
 
-    /// Sets or lifts the limit.
+    /// Sets or lifts the limit. Under v2 the cgroup is first pushed down
+    /// to it with `memory.reclaim` (where the kernel has it), then held
+    /// there by `memory.high`.
     pub fn set_limit(&self, mib: Option<u64>) -> Result<()> {
         let value = match mib {
-            Some(m) => (m << 20).to_string(),
+            Some(m) => {
+                if let CgroupFs::V2(_) = self.fs {
+                    let over = self.usage_mib()?.saturating_sub(m);
+                    if over > 0 && self.dir.join("memory.reclaim").exists() {
+                        self.reclaim(over)?;
+                    }
+                }
+                (m << 20).to_string()
+            }
             None => self.fs.unlimited().to_string(),
         };
         write_file(&self.dir.join(self.fs.limit_file()), &value)
+    }
+
+    /// Asks the kernel to reclaim `mib` MiB from the cgroup now
+    /// (`memory.reclaim`, cgroup v2): anonymous memory goes to zswap or
+    /// swap, clean page cache is dropped. No limit stays behind. Returns
+    /// whether all of it was reclaimed (the kernel answers EAGAIN when it
+    /// got less).
+    pub fn reclaim(&self, mib: u64) -> Result<bool> {
+        let file = self.dir.join("memory.reclaim");
+        if !matches!(self.fs, CgroupFs::V2(_)) || !file.exists() {
+            return Err(Error::Host(format!(
+                "no memory.reclaim in {} (cgroup v2 on Linux 5.19 or later has it)",
+                self.dir.display()
+            )));
+        }
+        match std::fs::write(&file, (mib << 20).to_string()) {
+            Ok(()) => Ok(true),
+            // EAGAIN.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(Error::io(format!(
+                "writing {} MiB to {}",
+                mib,
+                file.display()
+            ))(e)),
+        }
+    }
+
+    /// The memory charged to the cgroup now, MiB.
+    pub fn usage_mib(&self) -> Result<u64> {
+        let file = match self.fs {
+            CgroupFs::V1(_) => "memory.usage_in_bytes",
+            CgroupFs::V2(_) => "memory.current",
+        };
+        Ok(read_bytes(&self.dir.join(file))? >> 20)
+    }
+
+    /// What the cgroup holds, from `memory.stat` (and `memory.swap.current`
+    /// under v2).
+    pub fn stat(&self) -> Result<CgroupMem> {
+        let text = read_trim(&self.dir.join("memory.stat"))?;
+        let mut m = CgroupMem::parse(&self.fs, &text);
+        m.current = self.usage_mib()? as f64;
+        if let CgroupFs::V2(_) = self.fs {
+            if let Ok(b) = read_bytes(&self.dir.join("memory.swap.current")) {
+                m.swap = b as f64 / MIB;
+            }
+        }
+        Ok(m)
+    }
+
+    /// How often the kernel acted on the cgroup (`memory.events`, v2 only).
+    pub fn events(&self) -> Result<CgroupEvents> {
+        if !matches!(self.fs, CgroupFs::V2(_)) {
+            return Err(Error::Host("memory.events is cgroup v2's".into()));
+        }
+        Ok(CgroupEvents::parse(&read_trim(
+            &self.dir.join("memory.events"),
+        )?))
+    }
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// A byte count in a cgroup file (`max` is `u64::MAX`).
+fn read_bytes(path: &Path) -> Result<u64> {
+    let t = read_trim(path)?;
+    if t == "max" {
+        return Ok(u64::MAX);
+    }
+    t.parse()
+        .map_err(|e| Error::Host(format!("{}: {t:?}: {e}", path.display())))
+}
+
+/// What a memory cgroup holds, MiB.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CgroupMem {
+    /// Charged now (`memory.current` / `memory.usage_in_bytes`).
+    pub current: f64,
+    /// Anonymous memory (`anon` / `rss`).
+    pub anon: f64,
+    /// Page cache (`file` / `cache`).
+    pub file: f64,
+    /// zswap's compressed copies of the cgroup's pages (`zswap`, v2).
+    pub zswap: f64,
+    /// The pages those copies hold (`zswapped`, v2).
+    pub zswapped: f64,
+    /// Swapped out, zswap included (`memory.swap.current` / `swap`).
+    pub swap: f64,
+}
+
+impl CgroupMem {
+    /// Parses `memory.stat` of a cgroup of flavour `fs` (byte counts);
+    /// `current` is not in it and stays 0.
+    pub fn parse(fs: &CgroupFs, text: &str) -> Self {
+        let get = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .map_or(0.0, |b| b as f64 / MIB)
+        };
+        match fs {
+            CgroupFs::V1(_) => CgroupMem {
+                anon: get("rss"),
+                file: get("cache"),
+                swap: get("swap"),
+                ..Default::default()
+            },
+            CgroupFs::V2(_) => CgroupMem {
+                anon: get("anon"),
+                file: get("file"),
+                zswap: get("zswap"),
+                zswapped: get("zswapped"),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// `memory.events` of a v2 cgroup: how often each thing happened.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CgroupEvents {
+    /// Reclaimed while under `memory.low`.
+    pub low: u64,
+    /// Throttled and reclaimed for going over `memory.high`.
+    pub high: u64,
+    /// Reached `memory.max`.
+    pub max: u64,
+    /// Reached `memory.max` and reclaim failed.
+    pub oom: u64,
+    /// Processes the OOM killer killed in it.
+    pub oom_kill: u64,
+}
+
+impl CgroupEvents {
+    /// Parses `memory.events`.
+    pub fn parse(text: &str) -> Self {
+        let get = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        CgroupEvents {
+            low: get("low"),
+            high: get("high"),
+            max: get("max"),
+            oom: get("oom"),
+            oom_kill: get("oom_kill"),
+        }
     }
 }
 
@@ -276,6 +453,65 @@ mod tests {
         );
         assert!(s.changes().is_empty());
         let _ = std::fs::remove_dir_all(&own);
+    }
+
+    #[test]
+    fn memory_stat_of_both_flavours() {
+        let v2 = "anon 104857600\nfile 2097152\nkernel 1\nzswap 10485760\nzswapped 31457280\nzswpout 7680\n";
+        let m = CgroupMem::parse(&CgroupFs::V2(PathBuf::new()), v2);
+        assert_eq!(
+            (m.anon, m.file, m.zswap, m.zswapped, m.swap),
+            (100.0, 2.0, 10.0, 30.0, 0.0)
+        );
+        let v1 = "cache 1048576\nrss 5242880\nswap 3145728\ntotal_rss 9\n";
+        let m = CgroupMem::parse(&CgroupFs::V1(PathBuf::new()), v1);
+        assert_eq!((m.anon, m.file, m.swap, m.zswapped), (5.0, 1.0, 3.0, 0.0));
+    }
+
+    #[test]
+    fn memory_events_and_byte_files() {
+        let e = CgroupEvents::parse("low 0\nhigh 17\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n");
+        assert_eq!((e.low, e.high, e.max, e.oom, e.oom_kill), (0, 17, 2, 1, 1));
+        assert_eq!(CgroupEvents::parse(""), CgroupEvents::default());
+        let dir = std::env::temp_dir().join(format!("bh-bytes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a"), "max\n").unwrap();
+        std::fs::write(dir.join("b"), "1048576\n").unwrap();
+        std::fs::write(dir.join("c"), "lots\n").unwrap();
+        assert_eq!(read_bytes(&dir.join("a")).unwrap(), u64::MAX);
+        assert_eq!(read_bytes(&dir.join("b")).unwrap(), 1 << 20);
+        assert!(read_bytes(&dir.join("c")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn v2_limit_reclaims_then_sets_high_and_v1_reclaim_says_why_not() {
+        let dir = std::env::temp_dir().join(format!("bh-cg2-limit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("memory.current"), (300u64 << 20).to_string()).unwrap();
+        std::fs::write(dir.join("memory.reclaim"), "").unwrap();
+        std::fs::write(dir.join("memory.high"), "max").unwrap();
+        let cg = VmCgroup {
+            dir: dir.clone(),
+            fs: CgroupFs::V2(PathBuf::new()),
+        };
+        cg.set_limit(Some(200)).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("memory.reclaim"), (100u64 << 20).to_string());
+        assert_eq!(read("memory.high"), (200u64 << 20).to_string());
+        cg.set_limit(None).unwrap();
+        assert_eq!(read("memory.high"), "max");
+        let v1 = VmCgroup {
+            dir: dir.clone(),
+            fs: CgroupFs::V1(PathBuf::new()),
+        };
+        assert!(v1
+            .reclaim(10)
+            .unwrap_err()
+            .to_string()
+            .contains("cgroup v2"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
