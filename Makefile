@@ -86,7 +86,7 @@ test-guest: kernel module guest
 # afterwards); the pure ones are in test-unit.
 test-host: kernel module guest
 	@mkdir -p build
-	cargo test --no-fail-fast -p host-stub --test cli --test guests --test libvirt -- --test-threads=1 2>&1 | tee build/test-host.log
+	cargo test --no-fail-fast -p host-stub --test cli --test guests --test libvirt --test cgroup_v2 -- --test-threads=1 2>&1 | tee build/test-host.log
 	@if pgrep -af 'qemu-system[-]x86.*balloon_rs-' ; then echo "error: host-stub tests left the QEMU processes above running" >&2; exit 1; fi
 
 test: test-unit test-guest test-host

@@ -3,11 +3,15 @@
 //! A static binary in the test initramfs with two jobs:
 //! - `agent TTY`: serve the host's commands on a serial port (see `agent`);
 //! - `workload ...`: allocate, touch, hold and free memory with a chosen
-//!   content, so host-side sharing and compression tiers get real data.
+//!   content, so host-side sharing and compression tiers get real data;
+//! - `mechanisms ...`: run balloon-host's cgroup v2, zswap and swap-file
+//!   code (the `host-mechanisms` crate) against a workload, in a guest whose
+//!   kernel has them, and print what the kernel reported as JSON.
 //!
-//! It uses `std` only, so it links statically without extra crates.
+//! Its crates are pure Rust, so it links statically.
 
 mod agent;
+mod mechanisms;
 mod workload;
 
 use std::process::ExitCode;
@@ -15,7 +19,8 @@ use std::process::ExitCode;
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  balloon-guest agent TTY\n  balloon-guest workload --mib N [--content zeros|dup|text|random] \
-         [--hold SECS] [--verify] [--seed N] [--passes N] [--free-one-in N [--hole-kib K]]\n\nworkload: --hold 0 holds until killed (default 0); --free-one-in N gives one hole of K KiB (default 4) in N back after the fill."
+         [--hold SECS|stdin] [--verify] [--seed N] [--passes N] [--free-one-in N [--hole-kib K]]\n  balloon-guest mechanisms {}\n\nworkload: --hold 0 holds until killed (default 0), --hold stdin until standard input ends; --free-one-in N gives one hole of K KiB (default 4) in N back after the fill.",
+        mechanisms::USAGE
     );
     ExitCode::from(2)
 }
@@ -43,6 +48,19 @@ fn main() -> ExitCode {
             },
             Err(e) => {
                 eprintln!("balloon-guest workload: {e}");
+                usage()
+            }
+        },
+        Some("mechanisms") => match mechanisms::Options::parse(&args[1..]) {
+            Ok(opts) => match mechanisms::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("balloon-guest mechanisms: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("balloon-guest mechanisms: {e}");
                 usage()
             }
         },

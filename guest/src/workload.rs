@@ -44,6 +44,9 @@ pub struct Options {
     pub content: Content,
     /// Seconds to hold the memory; 0 holds until the process is killed.
     pub hold: u64,
+    /// `--hold stdin`: hold until standard input ends (the parent that
+    /// started the workload says when), then verify and free.
+    pub hold_stdin: bool,
     pub verify: bool,
     /// Mixed into `text` and `random` pages, so that guests given different
     /// seeds write different pages (KSM cannot merge them across guests).
@@ -67,6 +70,7 @@ impl Options {
             mib: 0,
             content: Content::Random,
             hold: 0,
+            hold_stdin: false,
             verify: false,
             seed: 0,
             passes: 0,
@@ -79,11 +83,10 @@ impl Options {
             match arg.as_str() {
                 "--mib" => opts.mib = value("--mib")?.parse().map_err(|e| format!("--mib: {e}"))?,
                 "--content" => opts.content = value("--content")?.parse()?,
-                "--hold" => {
-                    opts.hold = value("--hold")?
-                        .parse()
-                        .map_err(|e| format!("--hold: {e}"))?
-                }
+                "--hold" => match value("--hold")?.as_str() {
+                    "stdin" => opts.hold_stdin = true,
+                    secs => opts.hold = secs.parse().map_err(|e| format!("--hold: {e}"))?,
+                },
                 "--verify" => opts.verify = true,
                 "--passes" => {
                     opts.passes = value("--passes")?
@@ -215,12 +218,15 @@ pub fn run(opts: &Options) -> Result<(), String> {
         let _ = std::io::stdout().flush();
     }
 
-    if opts.hold == 0 {
+    if opts.hold_stdin {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    } else if opts.hold == 0 {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
+    } else {
+        std::thread::sleep(Duration::from_secs(opts.hold));
     }
-    std::thread::sleep(Duration::from_secs(opts.hold));
 
     if opts.verify {
         let mut expect = vec![0u8; PAGE];
@@ -338,12 +344,15 @@ fn run_scattered(opts: &Options) -> Result<(), String> {
         opts.free_one_in
     );
     let _ = std::io::stdout().flush();
-    if opts.hold == 0 {
+    if opts.hold_stdin {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+    } else if opts.hold == 0 {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
+    } else {
+        std::thread::sleep(Duration::from_secs(opts.hold));
     }
-    std::thread::sleep(Duration::from_secs(opts.hold));
     drop(map);
     println!("workload: freed {} MiB", opts.mib);
     Ok(())
