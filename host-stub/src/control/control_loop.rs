@@ -218,7 +218,7 @@ impl<'a> ControlLoop<'a> {
         let mut guests = Vec::with_capacity(self.vms.len());
         for vm in self.vms.iter_mut() {
             let o = match vm.conn.as_mut() {
-                Some(c) => match observe::guest(c.as_mut()) {
+                Some(c) => match observe::guest(c.as_mut(), vm.cgroup.as_ref()) {
                     Ok(o) => Some(o),
                     Err(e) => {
                         let msg = format!("guest {} lost: {e}", vm.spec.name);
@@ -232,6 +232,18 @@ impl<'a> ControlLoop<'a> {
                 },
                 None => None,
             };
+            if let Some(k) = o.as_ref().and_then(|o| o.oom_kills) {
+                if k > vm.oom_kills {
+                    let msg = format!(
+                        "{}: the OOM killer killed {} process(es) in its memory cgroup",
+                        vm.spec.name,
+                        k - vm.oom_kills
+                    );
+                    tracing::warn!("{msg}");
+                    events.push(msg);
+                }
+                vm.oom_kills = k;
+            }
             if let Some((n, a)) = o.as_ref().and_then(|o| o.changes) {
                 events.push(format!(
                     "{}: BALLOON_CHANGE x{n}, now {a} MiB",

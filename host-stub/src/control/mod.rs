@@ -112,6 +112,8 @@ struct Vm {
     target: u64,
     cgroup: Option<VmCgroup>,
     cgroup_limit: Option<u64>,
+    /// OOM kills in its cgroup seen so far (cgroup v2 `memory.events`).
+    oom_kills: u64,
     workloads: Vec<Workload>,
     next_workload: usize,
     seed: u64,

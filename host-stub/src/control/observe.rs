@@ -4,7 +4,7 @@
 use super::Vm;
 use crate::backend::{Backend, BalloonNow};
 use crate::engine::policy::{GuestMem, GuestView};
-use crate::mechanisms::{self, KsmCounters};
+use crate::mechanisms::{self, KsmCounters, VmCgroup};
 use crate::record::timeline::VmSample;
 use crate::Result;
 use qemu_ctl::MIB;
@@ -24,11 +24,16 @@ pub(super) struct Observed {
     pub(super) fresh: bool,
     /// `BALLOON_CHANGE` events since the last tick: (count, last actual MiB).
     pub(super) changes: Option<(usize, u64)>,
+    /// What zswap holds of the guest, MiB, as its cgroup v2 `memory.stat`
+    /// says (`zswapped`); None elsewhere, where it is estimated.
+    pub(super) zswapped: Option<f64>,
+    /// Processes the OOM killer killed in its cgroup (v2 `memory.events`).
+    pub(super) oom_kills: Option<u64>,
     pub(super) guest: BTreeMap<String, f64>,
 }
 
-/// Measures one guest.
-pub(super) fn guest(c: &mut dyn Backend) -> Result<Observed> {
+/// Measures one guest, and its memory cgroup if it has one.
+pub(super) fn guest(c: &mut dyn Backend, cgroup: Option<&VmCgroup>) -> Result<Observed> {
     c.alive()?;
     let BalloonNow {
         actual,
@@ -57,6 +62,7 @@ pub(super) fn guest(c: &mut dyn Backend) -> Result<Observed> {
         }),
         _ => None,
     };
+    let v2 = cgroup.filter(|cg| cg.is_v2());
     Ok(Observed {
         actual,
         rss,
@@ -66,6 +72,8 @@ pub(super) fn guest(c: &mut dyn Backend) -> Result<Observed> {
         fresh,
         changes,
         guest,
+        zswapped: v2.and_then(|cg| cg.stat().ok()).map(|m| m.zswapped),
+        oom_kills: v2.and_then(|cg| cg.events().ok()).map(|e| e.oom_kill),
     })
 }
 
@@ -83,7 +91,9 @@ pub(super) struct Attribution {
 }
 
 /// Attributes the host-wide KSM and zswap counters to the guests
-/// (`None`: lost); `zswap` is (pool, compressed), MiB.
+/// (`None`: lost); `zswap` is (pool, compressed), MiB. What zswap holds of
+/// each guest is the kernel's own count where every guest has one (cgroup
+/// v2), else the host-wide count split by what each has swapped.
 pub(super) fn attribute(
     guests: &[Option<Observed>],
     ksm: Option<&KsmCounters>,
@@ -101,7 +111,18 @@ pub(super) fn attribute(
         .iter()
         .map(|o| o.as_ref().map_or(0.0, |o| o.swap))
         .collect();
-    let split = mechanisms::attribute_swap(&swaps, zswap.map_or(0.0, |z| z.1));
+    let exact: Option<Vec<f64>> = guests
+        .iter()
+        .map(|o| o.as_ref().map_or(Some(0.0), |o| o.zswapped))
+        .collect();
+    let split = match exact {
+        Some(z) if guests.iter().any(Option::is_some) => swaps
+            .iter()
+            .zip(z)
+            .map(|(&s, z)| (z.min(s), s - z.min(s)))
+            .collect(),
+        _ => mechanisms::attribute_swap(&swaps, zswap.map_or(0.0, |z| z.1)),
+    };
     let pool = zswap.map_or(0.0, |z| z.0);
     let compressed_total: f64 = split.iter().map(|c| c.0).sum();
     let cost = (0..guests.len())
@@ -192,6 +213,8 @@ mod tests {
             fresh: true,
             changes: None,
             guest: BTreeMap::new(),
+            zswapped: None,
+            oom_kills: None,
         })
     }
 
@@ -219,6 +242,30 @@ mod tests {
         assert!((a.cost[0] - (400.0 - a.shared[0] + 40.0)).abs() < 1e-9);
         assert!((a.cost[1] - (300.0 - a.shared[1])).abs() < 1e-9);
         assert_eq!(a.cost[2], 0.0);
+    }
+
+    #[test]
+    fn cgroup_v2_counts_replace_the_estimate_only_when_every_guest_has_one() {
+        let with = |o: Option<Observed>, z: f64| {
+            o.map(|o| Observed {
+                zswapped: Some(z),
+                ..o
+            })
+        };
+        // 60 MiB host-wide; the kernel says 50 of it is the first guest's
+        // and 10 the second's, though both swapped 50 MiB.
+        let guests = [
+            with(seen(100.0, 50.0, 0.0), 50.0),
+            with(seen(100.0, 50.0, 0.0), 10.0),
+            None,
+        ];
+        let a = attribute(&guests, None, Some((20.0, 60.0)));
+        assert_eq!(a.split, vec![(50.0, 0.0), (10.0, 40.0), (0.0, 0.0)]);
+        assert!((a.cost[0] - (100.0 + 20.0 * 50.0 / 60.0)).abs() < 1e-9);
+        // One guest without the count: the estimate, half each.
+        let guests = [with(seen(100.0, 50.0, 0.0), 50.0), seen(100.0, 50.0, 0.0)];
+        let a = attribute(&guests, None, Some((20.0, 60.0)));
+        assert_eq!(a.split, vec![(30.0, 20.0), (30.0, 20.0)]);
     }
 
     #[test]

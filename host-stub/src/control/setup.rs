@@ -105,6 +105,7 @@ pub(super) fn guests(
             target: spec.limit(),
             cgroup,
             cgroup_limit: None,
+            oom_kills: 0,
             workloads,
             next_workload: 0,
             seed: i as u64 + 1,
