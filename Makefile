@@ -65,7 +65,9 @@ rustfmtcheck: setup
 
 guest: setup $(GUEST_BIN)
 
-$(GUEST_BIN): $(wildcard guest/src/*.rs) guest/Cargo.toml
+# The guest binary links host-stub/mechanisms (balloon-guest mechanisms).
+$(GUEST_BIN): $(wildcard guest/src/*.rs host-stub/mechanisms/src/*.rs) guest/Cargo.toml \
+		host-stub/mechanisms/Cargo.toml
 	RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p balloon-guest --target $(GUEST_TARGET)
 
 # Unit tests: the host crates, the module's pure arithmetic (policy.rs), and

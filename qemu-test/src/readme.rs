@@ -243,6 +243,7 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "host-stub/tests/guests.rs",
             "host-stub/tests/cli.rs",
             "host-stub/tests/libvirt.rs",
+            "host-stub/tests/cgroup_v2.rs",
         ],
     ),
 ];

@@ -276,6 +276,14 @@ fn read_bytes(path: &Path) -> Result<u64> {
         .map_err(|e| Error::Host(format!("{}: {t:?}: {e}", path.display())))
 }
 
+/// The number after `key` in a cgroup's "key value" lines.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
 /// What a memory cgroup holds, MiB.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct CgroupMem {
@@ -297,13 +305,7 @@ impl CgroupMem {
     /// Parses `memory.stat` of a cgroup of flavour `fs` (byte counts);
     /// `current` is not in it and stays 0.
     pub fn parse(fs: &CgroupFs, text: &str) -> Self {
-        let get = |key: &str| {
-            text.lines()
-                .filter_map(|l| l.split_once(' '))
-                .find(|(k, _)| *k == key)
-                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                .map_or(0.0, |b| b as f64 / MIB)
-        };
+        let get = |key: &str| keyed(text, key).map_or(0.0, |b| b as f64 / MIB);
         match fs {
             CgroupFs::V1(_) => CgroupMem {
                 anon: get("rss"),
@@ -340,13 +342,7 @@ pub struct CgroupEvents {
 impl CgroupEvents {
     /// Parses `memory.events`.
     pub fn parse(text: &str) -> Self {
-        let get = |key: &str| {
-            text.lines()
-                .filter_map(|l| l.split_once(' '))
-                .find(|(k, _)| *k == key)
-                .and_then(|(_, v)| v.trim().parse().ok())
-                .unwrap_or(0)
-        };
+        let get = |key: &str| keyed(text, key).unwrap_or(0);
         CgroupEvents {
             low: get("low"),
             high: get("high"),
