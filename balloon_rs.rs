@@ -25,12 +25,16 @@
 //! never held together with `inner`. Migration only try-locks `inner`.
 
 use core::{
-    fmt::Write,
     mem::offset_of,
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
 };
 use kernel::{
-    bindings, c_str, fmt, init::InPlaceWrite, prelude::*, str::CString, sync::Arc, workqueue,
+    bindings, c_str, fmt,
+    init::InPlaceWrite,
+    prelude::*,
+    str::CString,
+    sync::{Arc, ArcBorrow},
+    workqueue,
 };
 
 /// The kernel abstractions the driver needs and the 6.12 kernel crate
@@ -75,9 +79,10 @@ use mm::PAGE_SHIFT;
 use page_pool::{AllocCounts, Batch, Incoming, PagePool, EMPTY_BATCH};
 use policy::PFNS_PER_BATCH;
 use request::OutBufs;
+use shrinker::{CountObjects, ScanObjects, ShrinkControl};
 use stats::{StatsQueue, NR_STATS};
 use virtio::{Device, DeviceHandle, QueueInfo, Virtqueue};
-use work::RawWork;
+use work::{DelayedWork, OwnedQueue, WqFlags};
 
 /// A held [`Mutex`].
 type Guard<'a, T> = LockGuard<'a, T, MutexBackend>;
@@ -90,7 +95,6 @@ module! {
     license: "GPL",
 }
 
-/// `floor_mib` module parameter: 0 derives the floor from the guest's size.
 /// The module's debugfs directory, `/sys/kernel/debug/balloon_rs/`: one
 /// directory per device (`virtio<N>/status`) and the fault-injection points.
 static DEBUGFS: debugfs::Root = debugfs::Root::new();
@@ -125,6 +129,7 @@ fn probe_step(step: &str) -> Result {
     }
 }
 
+/// `floor_mib` module parameter: 0 derives the floor from the guest's size.
 static FLOOR_MIB: param::ULongParam = param::ULongParam::new(0);
 module_param_ulong!(
     floor_mib,
@@ -268,8 +273,8 @@ const FEATURE_NAMES: [(u32, &str); 6] = [
     (bindings::VIRTIO_BALLOON_F_REPORTING, "reporting"),
 ];
 
-impl debugfs::Show for Shared {
-    fn show(&self, out: &mut debugfs::Text) -> core::fmt::Result {
+impl debugfs::Writer for Shared {
+    fn write(&self, out: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mib = |pages: u64| pages >> (20 - policy::BALLOON_PFN_SHIFT);
         let gmib = |pages: u64| pages >> (20 - PAGE_SHIFT);
         let (target, actual) = (self.target.load(Relaxed), self.actual.load(Relaxed));
@@ -418,15 +423,18 @@ impl HintPool {
     }
 }
 
-impl shrinker::Shrink for HintPool {
-    fn count(&self) -> u64 {
-        self.shared.hint_blocks_held.load(Relaxed) * hint::BLOCK_PAGES
+impl shrinker::Shrinker for HintPool {
+    type Ptr = Arc<HintPool>;
+
+    fn count_objects(pool: ArcBorrow<'_, HintPool>, _sc: ShrinkControl<'_>) -> CountObjects {
+        let pages = pool.shared.hint_blocks_held.load(Relaxed) * hint::BLOCK_PAGES;
+        CountObjects::new(pages as usize)
     }
 
-    fn scan(&self, nr: u64) -> u64 {
-        let freed = self.give_back(nr.div_ceil(hint::BLOCK_PAGES));
-        self.shared.hint_blocks_shrunk.fetch_add(freed, Relaxed);
-        freed * hint::BLOCK_PAGES
+    fn scan_objects(pool: ArcBorrow<'_, HintPool>, sc: ShrinkControl<'_>) -> ScanObjects {
+        let freed = pool.give_back((sc.nr_to_scan() as u64).div_ceil(hint::BLOCK_PAGES));
+        pool.shared.hint_blocks_shrunk.fetch_add(freed, Relaxed);
+        ScanObjects::from_count((freed * hint::BLOCK_PAGES) as usize)
     }
 }
 
@@ -440,8 +448,8 @@ struct HintVq {
 /// command-id state.
 struct Hinting {
     pool: Arc<HintPool>,
-    _shrinker: shrinker::Shrinker<HintPool>,
-    wq: work::OwnedQueue,
+    _shrinker: shrinker::ShrinkerRegistration<HintPool>,
+    wq: OwnedQueue,
     /// Set by a config change: the command id must be re-read.
     stale: AtomicBool,
     /// The last command id read from the device.
@@ -582,13 +590,13 @@ fn log_due(last: &AtomicU64) -> bool {
 struct Balloon {
     /// Moves the balloon towards the target, one batch per run.
     #[pin]
-    size_work: RawWork<Balloon, SIZE_WORK>,
+    size_work: DelayedWork<Balloon, SIZE_WORK>,
     /// Answers the host's statistics requests.
     #[pin]
-    stats_work: RawWork<Balloon, STATS_WORK>,
+    stats_work: DelayedWork<Balloon, STATS_WORK>,
     /// Runs free page hinting rounds (on `hinting.wq`).
     #[pin]
-    hint_work: RawWork<Balloon, HINT_WORK>,
+    hint_work: DelayedWork<Balloon, HINT_WORK>,
     /// Free page hinting state; `None` without FREE_PAGE_HINT.
     hinting: Option<Hinting>,
     /// Deflates on OOM (only registered with DEFLATE_ON_OOM).
@@ -631,9 +639,11 @@ struct Balloon {
     wakeup: IrqSpinLock<Wakeup>,
 }
 
-impl_worker!(Balloon, size_work, 0);
-impl_worker!(Balloon, stats_work, 1);
-impl_worker!(Balloon, hint_work, 2);
+impl_has_delayed_work! {
+    impl HasDelayedWork<Balloon, 0> for Balloon { self.size_work }
+    impl HasDelayedWork<Balloon, 1> for Balloon { self.stats_work }
+    impl HasDelayedWork<Balloon, 2> for Balloon { self.hint_work }
+}
 impl_oom_handler!(Balloon, oom);
 impl_migrate!(Balloon, pool.info);
 impl_reporter!(Balloon, reporting);
@@ -980,7 +990,7 @@ impl Balloon {
 
     /// Queues the size work.
     fn queue_size_work(&self) {
-        self.size_work.queue(workqueue::system_freezable());
+        self.size_work.enqueue(workqueue::system_freezable());
     }
 
     /// Deflates by one batch towards `target` balloon pages.
@@ -1031,8 +1041,10 @@ impl Balloon {
                 // nor a worker asleep: look again in a while.
                 self.finish_wakeup_event();
                 if !self.stop.load(Relaxed) {
-                    self.size_work
-                        .queue_after(workqueue::system_freezable(), FLOOR_RETRY_MS);
+                    self.size_work.enqueue_delayed(
+                        workqueue::system_freezable(),
+                        kernel::time::msecs_to_jiffies(FLOOR_RETRY_MS),
+                    );
                 }
                 return;
             }
@@ -1243,11 +1255,11 @@ impl Balloon {
     }
 }
 
-impl work::Worker<HINT_WORK> for Balloon {
-    fn run(&self) {
-        if let Some(h) = &self.hinting {
-            if !self.stop.load(Relaxed) {
-                self.hint_round(h);
+impl work::WorkItem<HINT_WORK> for Balloon {
+    fn run(b: &Self) {
+        if let Some(h) = &b.hinting {
+            if !b.stop.load(Relaxed) {
+                b.hint_round(h);
             }
         }
     }
@@ -1269,21 +1281,21 @@ impl reporting::Reporter for Balloon {
     }
 }
 
-impl work::Worker<SIZE_WORK> for Balloon {
-    fn run(&self) {
-        if !self.stop.load(Relaxed) {
-            self.update_size();
+impl work::WorkItem<SIZE_WORK> for Balloon {
+    fn run(b: &Self) {
+        if !b.stop.load(Relaxed) {
+            b.update_size();
         }
     }
 }
 
-impl work::Worker<STATS_WORK> for Balloon {
-    fn run(&self) {
-        self.process_wakeup_event(WAKEUP_STATS);
-        if !self.stop.load(Relaxed) {
-            self.update_stats();
+impl work::WorkItem<STATS_WORK> for Balloon {
+    fn run(b: &Self) {
+        b.process_wakeup_event(WAKEUP_STATS);
+        if !b.stop.load(Relaxed) {
+            b.update_stats();
         }
-        self.finish_wakeup_event();
+        b.finish_wakeup_event();
     }
 }
 
@@ -1441,9 +1453,14 @@ impl virtio::Driver for BalloonDriver {
             let stop = bindings::VIRTIO_BALLOON_CMD_ID_STOP;
             probe_step("hint shrinker and workqueue")?;
             Some(Hinting {
-                _shrinker: shrinker::Shrinker::register(c_str!("balloon_rs-hint"), pool.clone())?,
+                _shrinker: shrinker::ShrinkerBuilder::new(c_str!("balloon_rs-hint"))?
+                    .register::<HintPool>(pool.clone()),
                 pool,
-                wq: work::OwnedQueue::new_freezable_cpu_intensive(c_str!("balloon_rs-wq"))?,
+                wq: OwnedQueue::new(
+                    c_str!("balloon_rs-wq"),
+                    WqFlags::FREEZABLE | WqFlags::CPU_INTENSIVE,
+                    0,
+                )?,
                 stale: AtomicBool::new(false),
                 received: core::sync::atomic::AtomicU32::new(stop),
                 active: core::sync::atomic::AtomicU32::new(stop),
@@ -1482,21 +1499,9 @@ impl virtio::Driver for BalloonDriver {
         );
         // The initialisers are built first: nested in `pin_init!` they
         // exceed the macro recursion limit.
-        let size_work = RawWork::new(
-            c_str!("balloon_rs::size_work"),
-            kernel::static_lock_class!(),
-            kernel::static_lock_class!(),
-        );
-        let stats_work = RawWork::new(
-            c_str!("balloon_rs::stats_work"),
-            kernel::static_lock_class!(),
-            kernel::static_lock_class!(),
-        );
-        let hint_work = RawWork::new(
-            c_str!("balloon_rs::hint_work"),
-            kernel::static_lock_class!(),
-            kernel::static_lock_class!(),
-        );
+        let size_work = new_delayed_work!("balloon_rs::size_work");
+        let stats_work = new_delayed_work!("balloon_rs::stats_work");
+        let hint_work = new_delayed_work!("balloon_rs::hint_work");
         let inner = Mutex::new(
             Inner {
                 queues: Some(main),
@@ -1633,7 +1638,7 @@ impl virtio::Driver for BalloonDriver {
                 // Read the command id again; queue a round unless one is
                 // already due (C's config_read_bitmap).
                 if !h.stale.swap(true, Relaxed) {
-                    b.hint_work.queue(h.wq.get());
+                    b.hint_work.enqueue(&h.wq);
                 }
             }
         }
@@ -1643,7 +1648,7 @@ impl virtio::Driver for BalloonDriver {
         if queue == VQ_STATS {
             if !b.stop.load(Relaxed) {
                 b.start_wakeup_event(WAKEUP_STATS);
-                b.stats_work.queue(workqueue::system_freezable());
+                b.stats_work.enqueue(workqueue::system_freezable());
             }
         } else {
             b.acked.wake_up();

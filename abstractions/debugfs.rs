@@ -2,16 +2,26 @@
 
 //! debugfs (the 6.12 kernel crate has no debugfs abstraction): a module's
 //! root directory kept in a `static` ([`Root`]), and directories in it that
-//! hold one read-only text file rendered on each read from shared state
-//! ([`DebugFile`]).
+//! hold one read-only text file rendered from shared state ([`DebugFile`]).
 //!
-//! C header: [`include/linux/debugfs.h`].
+//! A file's data renders itself through [`Writer`], the trait of the debugfs
+//! abstraction merged for 6.18 (`kernel::debugfs::Writer`: write into a
+//! `fmt::Formatter`), and is served through `seq_file` as upstream's files
+//! are: rendered once per open, so a reader that reads in small chunks gets
+//! one consistent snapshot. Unlike upstream, whose `Dir`/`File` fail
+//! silently and own their data in place, creation here returns an error
+//! (the driver says debugfs is unavailable and goes on) and the data is
+//! shared (`Arc`) with the driver that updates it; and the root waits for
+//! its directories at module exit instead of being kept alive by them.
+//!
+//! C headers: [`include/linux/debugfs.h`], [`include/linux/seq_file.h`].
 
 use core::{
+    fmt,
     marker::PhantomData,
     sync::atomic::{AtomicPtr, AtomicUsize, Ordering},
 };
-use kernel::{bindings, error::from_result, prelude::*, str::CStr, sync::Arc};
+use kernel::{bindings, prelude::*, str::CStr, sync::Arc};
 
 /// Set in [`Root::users`] while the root does not exist or is going away.
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -113,21 +123,37 @@ impl Drop for RootRef {
     }
 }
 
-/// Text a [`Show`] writes into.
-pub(crate) struct Text(KVec<u8>);
+/// Data that renders itself as a file's text (upstream's
+/// `kernel::debugfs::Writer`).
+pub(crate) trait Writer: Send + Sync + 'static {
+    /// Writes the file's contents.
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
 
-impl core::fmt::Write for Text {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0
-            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
-            .map_err(|_| core::fmt::Error)
+/// A [`Writer`] as `Display`, to format it.
+struct Render<'a, T>(&'a T);
+
+impl<T: Writer> fmt::Display for Render<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f)
     }
 }
 
-/// State that renders itself as the file's text.
-pub(crate) trait Show: Send + Sync + 'static {
-    /// Writes the file's contents.
-    fn show(&self, out: &mut Text) -> core::fmt::Result;
+/// Text written into a `seq_file`.
+///
+/// # Invariants
+///
+/// `0` is the `seq_file` of a `show` callback that is running.
+struct SeqText(*mut bindings::seq_file);
+
+impl fmt::Write for SeqText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // SAFETY: By the type invariant the seq_file is live; `s` is valid
+        // for its length. A full buffer is not an error here: the seq_file
+        // core sees it and calls `show` again with a larger one.
+        unsafe { bindings::seq_write(self.0, s.as_ptr().cast(), s.len()) };
+        Ok(())
+    }
 }
 
 /// A debugfs directory in a [`Root`] holding one file that shows a `T`.
@@ -138,7 +164,7 @@ pub(crate) trait Show: Send + Sync + 'static {
 /// open; its file's `i_private` is `data`, a pointer from `Arc::into_raw`
 /// that this struct owns. On drop the directory is removed (which waits for
 /// running reads) before the `Arc` is released, and then the root.
-pub(crate) struct DebugFile<T: Show> {
+pub(crate) struct DebugFile<T: Writer> {
     dir: *mut bindings::dentry,
     data: *const T,
     _root: RootRef,
@@ -147,16 +173,16 @@ pub(crate) struct DebugFile<T: Show> {
 
 // SAFETY: The dentry is only used to remove it; the data is an `Arc<T>` with
 // `T: Send + Sync`.
-unsafe impl<T: Show> Send for DebugFile<T> {}
+unsafe impl<T: Writer> Send for DebugFile<T> {}
 // SAFETY: `&DebugFile` allows nothing.
-unsafe impl<T: Show> Sync for DebugFile<T> {}
+unsafe impl<T: Writer> Sync for DebugFile<T> {}
 
 /// Whether a debugfs call returned an error (or nothing) instead of a dentry.
 pub(crate) fn is_err(ptr: *mut bindings::dentry) -> bool {
     ptr.is_null() || (ptr as usize) >= (-(bindings::MAX_ERRNO as isize)) as usize
 }
 
-impl<T: Show> DebugFile<T> {
+impl<T: Writer> DebugFile<T> {
     /// Creates `<root>/<dir>/<file>` (mode 0444) showing `data`.
     pub(crate) fn new(root: &'static Root, dir: &CStr, file: &CStr, data: Arc<T>) -> Result<Self> {
         let root = root.enter().ok_or(ENODEV)?;
@@ -196,7 +222,7 @@ impl<T: Show> DebugFile<T> {
     }
 }
 
-impl<T: Show> Drop for DebugFile<T> {
+impl<T: Writer> Drop for DebugFile<T> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant `dir` is ours; removal waits for
         // readers, after which nothing uses `data`, which came from
@@ -210,14 +236,15 @@ impl<T: Show> Drop for DebugFile<T> {
 
 struct Fops<T>(PhantomData<T>);
 
-impl<T: Show> Fops<T> {
+impl<T: Writer> Fops<T> {
     const FOPS: bindings::file_operations = {
         // SAFETY: All-zero is a valid `file_operations` (no operations).
         let mut f: bindings::file_operations =
             unsafe { core::mem::MaybeUninit::zeroed().assume_init() };
-        f.open = Some(bindings::simple_open);
-        f.read = Some(read_fn::<T>);
-        f.llseek = Some(bindings::default_llseek);
+        f.open = Some(open_fn::<T>);
+        f.read = Some(bindings::seq_read);
+        f.llseek = Some(bindings::seq_lseek);
+        f.release = Some(bindings::single_release);
         f
     };
 
@@ -228,31 +255,33 @@ impl<T: Show> Fops<T> {
 
 /// # Safety
 ///
-/// Called by the VFS for a file created by [`DebugFile::new`], whose
-/// `private_data` `simple_open` set to the `T` it shows.
-unsafe extern "C" fn read_fn<T: Show>(
+/// Called by the VFS to open a file created by [`DebugFile::new`], whose
+/// inode's `i_private` is the `T` it shows.
+unsafe extern "C" fn open_fn<T: Writer>(
+    inode: *mut bindings::inode,
     file: *mut bindings::file,
-    buf: *mut kernel::ffi::c_char,
-    count: usize,
-    ppos: *mut bindings::loff_t,
-) -> isize {
-    from_result(|| {
-        // SAFETY: `simple_open` stored the `i_private` pointer, a live `T`
-        // (see the `DebugFile` invariant), in `private_data`.
-        let t = unsafe { &*(*file).private_data.cast::<T>() };
-        let mut text = Text(KVec::new());
-        t.show(&mut text).map_err(|_| ENOMEM)?;
-        // SAFETY: `buf`/`count`/`ppos` come from the VFS for this read; the
-        // source is `text`, valid for its length.
-        let n = unsafe {
-            bindings::simple_read_from_buffer(
-                buf.cast(),
-                count,
-                ppos,
-                text.0.as_ptr().cast(),
-                text.0.len(),
-            )
-        };
-        Ok(n)
-    })
+) -> kernel::ffi::c_int {
+    // SAFETY: `inode` and `file` come from the VFS for this open; the
+    // `seq_file` that `single_open` makes keeps `i_private`, a live `T` (see
+    // the `DebugFile` invariant), for `show_fn`; `single_release` frees it.
+    unsafe { bindings::single_open(file, Some(show_fn::<T>), (*inode).i_private) }
+}
+
+/// # Safety
+///
+/// Called by the seq_file core for a file opened by [`open_fn::<T>`], whose
+/// `private` is the `T` it shows.
+unsafe extern "C" fn show_fn<T: Writer>(
+    m: *mut bindings::seq_file,
+    _v: *mut kernel::ffi::c_void,
+) -> kernel::ffi::c_int {
+    // SAFETY: `private` is the `T` `open_fn` passed, alive while its file
+    // exists (the `DebugFile` invariant: removing the file waits for us).
+    let t = unsafe { &*(*m).private.cast::<T>() };
+    // INVARIANT: `m` is the seq_file of this running `show`.
+    let mut out = SeqText(m);
+    match fmt::write(&mut out, format_args!("{}", Render(t))) {
+        Ok(()) => 0,
+        Err(_) => EINVAL.to_errno(),
+    }
 }

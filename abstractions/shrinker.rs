@@ -1,70 +1,172 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A shrinker: memory reclaim asks the driver how many pages it could give
-//! back, then asks it to give some (the 6.12 kernel crate has no shrinker
-//! abstraction; Binder's `page_range.rs` later wrapped it similarly).
+//! Shrinkers: memory reclaim asks the owner how many objects it could free
+//! (`count_objects`), then asks it to free some (`scan_objects`).
+//!
+//! The 6.12 kernel crate has no shrinker abstraction. This one has the shape
+//! of the posted one ("rust: shrinker: add shrinker abstraction", for
+//! Binder): a [`Shrinker`] trait whose callbacks get a borrow of the owner's
+//! [`ForeignOwnable`] pointer and a [`ShrinkControl`], [`CountObjects`] and
+//! [`ScanObjects`] return types that keep the C sentinels out of the
+//! counts, and a [`ShrinkerBuilder`] that allocates, is tuned, and registers
+//! into a [`ShrinkerRegistration`], which unregisters on drop.
 //!
 //! C header: [`include/linux/shrinker.h`].
 
-use core::ptr::NonNull;
-use kernel::{bindings, prelude::*, str::CStr, sync::Arc};
+use core::{marker::PhantomData, ptr::NonNull};
+use kernel::{alloc::AllocError, bindings, str::CStr, types::ForeignOwnable};
 
-/// What a shrinker asks of its owner.
-pub(crate) trait Shrink: Send + Sync {
-    /// Pages that could be freed now.
-    fn count(&self) -> u64;
-    /// Frees up to `nr` pages; returns the number freed.
-    fn scan(&self, nr: u64) -> u64;
+/// What a shrinker asks of its owner. Both callbacks run in reclaim
+/// context and must not allocate with reclaim.
+pub(crate) trait Shrinker {
+    /// The owner's pointer, given to the shrinker at registration and
+    /// dropped after it is unregistered.
+    type Ptr: ForeignOwnable + Send + Sync;
+
+    /// How many objects could be freed now.
+    fn count_objects(
+        me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        sc: ShrinkControl<'_>,
+    ) -> CountObjects;
+
+    /// Frees up to `sc.nr_to_scan()` objects; returns how many it freed.
+    fn scan_objects(
+        me: <Self::Ptr as ForeignOwnable>::Borrowed<'_>,
+        sc: ShrinkControl<'_>,
+    ) -> ScanObjects;
 }
 
-/// A registered shrinker calling a `T`.
+/// The reclaim request a callback is called with.
+pub(crate) struct ShrinkControl<'a> {
+    ptr: NonNull<bindings::shrink_control>,
+    _ref: PhantomData<&'a mut bindings::shrink_control>,
+}
+
+impl ShrinkControl<'_> {
+    /// How many objects reclaim asks to free in this call.
+    pub(crate) fn nr_to_scan(&self) -> usize {
+        // SAFETY: `ptr` is valid for the callback's duration (`'_`).
+        unsafe { (*self.ptr.as_ptr()).nr_to_scan }
+    }
+}
+
+/// The answer of [`Shrinker::count_objects`].
+#[derive(Clone, Copy)]
+pub(crate) struct CountObjects(usize);
+
+impl CountObjects {
+    /// Nothing to free (`SHRINK_EMPTY`): reclaim may skip this shrinker.
+    #[allow(dead_code)] // part of the API; the hint pool answers a count
+    pub(crate) const EMPTY: Self = Self(bindings::SHRINK_EMPTY as usize);
+    /// The largest count, below the C sentinels.
+    pub(crate) const MAX: Self = Self(usize::MAX / 2);
+
+    /// `count` objects could be freed (0: unknown, as in C).
+    pub(crate) fn new(count: usize) -> Self {
+        Self(count.min(Self::MAX.0))
+    }
+}
+
+/// The answer of [`Shrinker::scan_objects`].
+#[derive(Clone, Copy)]
+pub(crate) struct ScanObjects(usize);
+
+impl ScanObjects {
+    /// No progress can be made now (`SHRINK_STOP`).
+    pub(crate) const STOP: Self = Self(bindings::SHRINK_STOP as usize);
+    /// The largest count, below `SHRINK_STOP`.
+    pub(crate) const MAX: Self = Self(bindings::SHRINK_STOP as usize - 1);
+
+    /// `count` objects were freed.
+    pub(crate) fn from_count(count: usize) -> Self {
+        Self(count.min(Self::MAX.0))
+    }
+}
+
+/// An allocated shrinker, not yet registered (freed on drop).
 ///
 /// # Invariants
 ///
-/// `ptr` is a shrinker from `shrinker_alloc`, registered, whose
-/// `private_data` is `owner`, a pointer from `Arc::into_raw` that this value
-/// owns: the shrinker is freed (which waits for running callbacks) before
-/// the `Arc` is released.
-pub(crate) struct Shrinker<T: Shrink> {
+/// `ptr` is a shrinker from `shrinker_alloc`, owned and not registered.
+pub(crate) struct ShrinkerBuilder {
     ptr: NonNull<bindings::shrinker>,
-    owner: *const T,
 }
 
-// SAFETY: The shrinker core serialises its own use of the struct; callbacks
-// need `T: Sync`, and the owner is an `Arc<T>` (`T: Sync` makes it `Send`).
-unsafe impl<T: Shrink> Send for Shrinker<T> {}
-// SAFETY: `&Shrinker` allows nothing.
-unsafe impl<T: Shrink> Sync for Shrinker<T> {}
-
-impl<T: Shrink> Shrinker<T> {
-    /// Allocates and registers a shrinker named `name` calling `owner`.
-    pub(crate) fn register(name: &'static CStr, owner: Arc<T>) -> Result<Self> {
+impl ShrinkerBuilder {
+    /// Allocates a shrinker named `name` (seen in debugfs and tracepoints).
+    pub(crate) fn new(name: &'static CStr) -> Result<Self, AllocError> {
         // SAFETY: The format is "%s" with one C string argument.
         let raw = unsafe { bindings::shrinker_alloc(0, c"%s".as_ptr().cast(), name.as_char_ptr()) };
-        let ptr = NonNull::new(raw).ok_or(ENOMEM)?;
-        let owner = Arc::into_raw(owner);
-        // SAFETY: `ptr` is a fresh, unregistered shrinker; `owner` stays
-        // valid until `drop` freed the shrinker.
+        // INVARIANT: Allocated above, not registered.
+        NonNull::new(raw).map(|ptr| Self { ptr }).ok_or(AllocError)
+    }
+
+    /// How costly a freed object is to recreate (C's `seeks`, default
+    /// `DEFAULT_SEEKS`).
+    #[allow(dead_code)] // part of the API; C's driver keeps the default
+    pub(crate) fn set_seeks(&mut self, seeks: u32) {
+        // SAFETY: By the type invariant the shrinker is ours, unregistered.
+        unsafe { (*self.ptr.as_ptr()).seeks = seeks as i32 };
+    }
+
+    /// Registers the shrinker calling `T` with `data`; it is live until
+    /// the returned registration is dropped.
+    pub(crate) fn register<T: Shrinker>(self, data: T::Ptr) -> ShrinkerRegistration<T> {
+        let ptr = core::mem::ManuallyDrop::new(self).ptr;
+        let s = ptr.as_ptr();
+        // SAFETY: By the type invariant `s` is ours and not registered yet;
+        // `private_data` holds `data` until the registration frees the
+        // shrinker, after which it is taken back with `from_foreign`.
         unsafe {
-            let s = ptr.as_ptr();
-            (*s).count_objects = Some(count_fn::<T>);
-            (*s).scan_objects = Some(scan_fn::<T>);
-            (*s).private_data = owner.cast_mut().cast();
+            (*s).count_objects = Some(count_objects_fn::<T>);
+            (*s).scan_objects = Some(scan_objects_fn::<T>);
+            (*s).private_data = data.into_foreign().cast_mut();
             bindings::shrinker_register(s);
         }
-        // INVARIANT: Registered above with `owner` as private data.
-        Ok(Self { ptr, owner })
+        // INVARIANT: Registered above with `data` as private data.
+        ShrinkerRegistration {
+            ptr,
+            _owner: PhantomData,
+        }
     }
 }
 
-impl<T: Shrink> Drop for Shrinker<T> {
+impl Drop for ShrinkerBuilder {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the shrinker is ours and was never
+        // registered; freeing an unregistered shrinker is allowed.
+        unsafe { bindings::shrinker_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// A registered shrinker calling `T`; unregistered and freed on drop.
+///
+/// # Invariants
+///
+/// `ptr` is a registered shrinker whose callbacks are `T`'s and whose
+/// `private_data` came from `T::Ptr::into_foreign`, owned by this value.
+pub(crate) struct ShrinkerRegistration<T: Shrinker> {
+    ptr: NonNull<bindings::shrinker>,
+    _owner: PhantomData<T::Ptr>,
+}
+
+// SAFETY: The shrinker core serialises its own use of the struct; the owner
+// pointer is `Send + Sync` (trait bound), so it may be dropped elsewhere and
+// used from the callbacks on any CPU.
+unsafe impl<T: Shrinker> Send for ShrinkerRegistration<T> {}
+// SAFETY: `&ShrinkerRegistration` allows nothing.
+unsafe impl<T: Shrinker> Sync for ShrinkerRegistration<T> {}
+
+impl<T: Shrinker> Drop for ShrinkerRegistration<T> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant the shrinker is ours and registered;
-        // freeing it waits for running callbacks, after which nothing uses
-        // `owner`, which came from `Arc::into_raw`.
+        // `shrinker_free` unregisters it and waits for running callbacks,
+        // after which nothing uses `private_data`, which came from
+        // `T::Ptr::into_foreign`.
         unsafe {
+            let data = (*self.ptr.as_ptr()).private_data;
             bindings::shrinker_free(self.ptr.as_ptr());
-            drop(Arc::from_raw(self.owner));
+            drop(T::Ptr::from_foreign(data));
         }
     }
 }
@@ -72,26 +174,45 @@ impl<T: Shrink> Drop for Shrinker<T> {
 /// # Safety
 ///
 /// Called by the shrinker core for a shrinker registered by
-/// [`Shrinker::register`].
-unsafe extern "C" fn count_fn<T: Shrink>(
-    s: *mut bindings::shrinker,
-    _sc: *mut bindings::shrink_control,
-) -> usize {
-    // SAFETY: `private_data` is the live `T` (type invariant of `Shrinker`).
-    let t = unsafe { &*(*s).private_data.cast::<T>() };
-    t.count() as usize
-}
-
-/// # Safety
-///
-/// Called by the shrinker core for a shrinker registered by
-/// [`Shrinker::register`], with a valid `shrink_control`.
-unsafe extern "C" fn scan_fn<T: Shrink>(
+/// [`ShrinkerBuilder::register::<T>`], with a valid `shrink_control`.
+unsafe extern "C" fn count_objects_fn<T: Shrinker>(
     s: *mut bindings::shrinker,
     sc: *mut bindings::shrink_control,
 ) -> usize {
-    // SAFETY: `private_data` is the live `T` (type invariant of `Shrinker`);
-    // `sc` is valid for the call.
-    let (t, nr) = unsafe { (&*(*s).private_data.cast::<T>(), (*sc).nr_to_scan) };
-    t.scan(nr as u64) as usize
+    // SAFETY: `private_data` came from `T::Ptr::into_foreign` and is not
+    // taken back before the shrinker is freed, which waits for us.
+    let me = unsafe { T::Ptr::borrow((*s).private_data) };
+    let Some(ptr) = NonNull::new(sc) else {
+        return 0;
+    };
+    T::count_objects(
+        me,
+        ShrinkControl {
+            ptr,
+            _ref: PhantomData,
+        },
+    )
+    .0
+}
+
+/// # Safety
+///
+/// As [`count_objects_fn`].
+unsafe extern "C" fn scan_objects_fn<T: Shrinker>(
+    s: *mut bindings::shrinker,
+    sc: *mut bindings::shrink_control,
+) -> usize {
+    // SAFETY: As in `count_objects_fn`.
+    let me = unsafe { T::Ptr::borrow((*s).private_data) };
+    let Some(ptr) = NonNull::new(sc) else {
+        return ScanObjects::STOP.0;
+    };
+    T::scan_objects(
+        me,
+        ShrinkControl {
+            ptr,
+            _ref: PhantomData,
+        },
+    )
+    .0
 }
