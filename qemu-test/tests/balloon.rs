@@ -336,6 +336,65 @@ fn balloon_rs_debugfs_shows_state_and_counters() -> Result<()> {
     g.shutdown()
 }
 
+/// The debugfs file read one byte per `read()` (`dd bs=1`) while the
+/// balloon inflates and deflates is one consistent snapshot each time:
+/// `target_mib` and `actual_mib` are `target_pages` and `actual_pages` in
+/// MiB in every read. (Rendered again for each `read()`, as before
+/// seq_file, a read spliced the digits of several renders.)
+#[test]
+fn balloon_rs_debugfs_read_in_small_chunks_is_one_snapshot() -> Result<()> {
+    let mut g = Guest::boot(config("debugfs-chunks", Driver::BalloonRs)?)?;
+    g.load(Driver::BalloonRs)?;
+    let size = g.config.mem_mib;
+    // The first four lines (target and actual, pages and MiB), read a byte
+    // at a time, over and over until told to stop.
+    g.sh("f=$(echo /sys/kernel/debug/balloon_rs/virtio*/status); \
+         (while [ ! -e /tmp/stop ]; do dd if=$f bs=1 2>/dev/null | head -n 4; echo ===; done) \
+         >/tmp/snapshots 2>&1 &")?;
+    for target in [size - 256, size, size - 256, size] {
+        resize(&mut g, target)?;
+    }
+    g.sh("touch /tmp/stop; sleep 1")?;
+    let text = g.sh("cat /tmp/snapshots")?;
+    let (mut snapshots, mut bad, mut actuals) = (0, Vec::new(), std::collections::BTreeSet::new());
+    for snap in text.split("===").map(str::trim).filter(|s| !s.is_empty()) {
+        snapshots += 1;
+        let field = |k: &str| {
+            snap.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(": ")?.parse::<u64>().ok())
+        };
+        match (
+            field("target_pages"),
+            field("target_mib"),
+            field("actual_pages"),
+            field("actual_mib"),
+        ) {
+            (Some(tp), Some(tm), Some(ap), Some(am)) if tp >> 8 == tm && ap >> 8 == am => {
+                actuals.insert(ap);
+            }
+            _ => bad.push(snap.to_string()),
+        }
+    }
+    eprintln!(
+        "{snapshots} byte-by-byte reads, {} distinct actual values, {} not one snapshot",
+        actuals.len(),
+        bad.len()
+    );
+    ensure!(
+        actuals.len() >= 3,
+        "only {} distinct actual values in {snapshots} reads: the reads did not overlap the \
+         balloon's moves",
+        actuals.len()
+    );
+    ensure!(
+        bad.is_empty(),
+        "{} of {snapshots} byte-by-byte reads were not one snapshot, e.g.:\n{}",
+        bad.len(),
+        bad[0]
+    );
+    g.shutdown()
+}
+
 /// Held at the floor, balloon_rs looks again every second from a delayed
 /// work, with no worker asleep in the driver meanwhile: in 30 samples
 /// 200 ms apart a worker of the freezable queue is in uninterruptible sleep
