@@ -34,6 +34,10 @@ pub enum Accel {
     Tcg,
     /// KVM, only when asked for with `BALLOON_RS_ACCEL=kvm`.
     Kvm,
+    /// Single-threaded TCG whose guest clock counts instructions
+    /// (`-icount shift=N`: 2^N ns each), so that guest time does not
+    /// depend on the host's speed: for a test of a guest-side timeout.
+    TcgIcount(u8),
 }
 
 impl Accel {
@@ -52,6 +56,7 @@ impl Accel {
         match self {
             Accel::Tcg => "tcg,thread=multi",
             Accel::Kvm => "kvm",
+            Accel::TcgIcount(_) => "tcg,thread=single",
         }
     }
 }
@@ -187,6 +192,10 @@ impl GuestConfig {
         if let Some(machine) = &self.machine {
             args.push("-machine".into());
             args.push(machine.clone());
+        }
+        if let Accel::TcgIcount(shift) = self.accel {
+            args.push("-icount".into());
+            args.push(format!("shift={shift}"));
         }
         args.extend(self.extra_qemu_args.iter().cloned());
         args

@@ -1,7 +1,7 @@
 //! Tests of the harness itself against a real guest: command exit codes, a
 //! QEMU that dies mid-test, and the QMP view of the guest.
 
-use qemu_test::{ensure, Error, Guest, GuestConfig, Result, MIB};
+use qemu_test::{ensure, Accel, Error, Guest, GuestConfig, Result, MIB};
 
 /// Exit codes and output come back from the guest as they were.
 #[test]
@@ -77,7 +77,10 @@ fn kernel_warning_in_log_fails_shutdown() -> Result<()> {
 /// the console line that says so, not after a 180 s wait for a target: on
 /// the debug kernel without `acpi=noirq` (the i440fx `_PRT` AML loop times
 /// out after ACPICA's 30 s, "PCI INT A: no GSI"), the boot fails within
-/// 90 s with `DeviceBroken` naming the ACPI line.
+/// 90 s with `DeviceBroken` naming the ACPI line. The guest's clock counts
+/// instructions (`-icount shift=5`), so the loop times out whatever the
+/// host's speed (on a faster machine it once finished in time with the
+/// clock free, and the test had nothing to detect).
 #[test]
 #[ignore = "needs the debug kernel (its slow AML is the cause): run by make test-reliability"]
 fn a_guest_without_interrupt_routing_fails_fast_with_the_console_line() -> Result<()> {
@@ -87,6 +90,7 @@ fn a_guest_without_interrupt_routing_fails_fast_with_the_console_line() -> Resul
         "premise: this run routes interrupts without ACPI (make test-reliability sets acpi=noirq)"
     );
     cfg.run_args = cfg.run_args.replace("acpi=noirq", "");
+    cfg.accel = Accel::TcgIcount(5);
     let start = std::time::Instant::now();
     match Guest::boot(cfg) {
         Err(Error::DeviceBroken { text, .. }) => {
