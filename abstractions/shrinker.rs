@@ -43,6 +43,14 @@ pub(crate) struct ShrinkControl<'a> {
 }
 
 impl ShrinkControl<'_> {
+    /// The request of one callback, `None` without one.
+    fn of_call(sc: *mut bindings::shrink_control) -> Option<Self> {
+        NonNull::new(sc).map(|ptr| Self {
+            ptr,
+            _ref: PhantomData,
+        })
+    }
+
     /// How many objects reclaim asks to free in this call.
     pub(crate) fn nr_to_scan(&self) -> usize {
         // SAFETY: `ptr` is valid for the callback's duration (`'_`).
@@ -55,9 +63,6 @@ impl ShrinkControl<'_> {
 pub(crate) struct CountObjects(usize);
 
 impl CountObjects {
-    /// Nothing to free (`SHRINK_EMPTY`): reclaim may skip this shrinker.
-    #[allow(dead_code)] // part of the API; the hint pool answers a count
-    pub(crate) const EMPTY: Self = Self(bindings::SHRINK_EMPTY as usize);
     /// The largest count, below the C sentinels.
     pub(crate) const MAX: Self = Self(usize::MAX / 2);
 
@@ -83,7 +88,9 @@ impl ScanObjects {
     }
 }
 
-/// An allocated shrinker, not yet registered (freed on drop).
+/// An allocated shrinker, not yet registered (freed on drop). Upstream's
+/// builder also sets `seeks` and `batch`; C's balloon keeps the defaults,
+/// so this one has no setters.
 ///
 /// # Invariants
 ///
@@ -99,14 +106,6 @@ impl ShrinkerBuilder {
         let raw = unsafe { bindings::shrinker_alloc(0, c"%s".as_ptr().cast(), name.as_char_ptr()) };
         // INVARIANT: Allocated above, not registered.
         NonNull::new(raw).map(|ptr| Self { ptr }).ok_or(AllocError)
-    }
-
-    /// How costly a freed object is to recreate (C's `seeks`, default
-    /// `DEFAULT_SEEKS`).
-    #[allow(dead_code)] // part of the API; C's driver keeps the default
-    pub(crate) fn set_seeks(&mut self, seeks: u32) {
-        // SAFETY: By the type invariant the shrinker is ours, unregistered.
-        unsafe { (*self.ptr.as_ptr()).seeks = seeks as i32 };
     }
 
     /// Registers the shrinker calling `T` with `data`; it is live until
@@ -159,15 +158,14 @@ unsafe impl<T: Shrinker> Sync for ShrinkerRegistration<T> {}
 
 impl<T: Shrinker> Drop for ShrinkerRegistration<T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the shrinker is ours and registered;
-        // `shrinker_free` unregisters it and waits for running callbacks,
-        // after which nothing uses `private_data`, which came from
-        // `T::Ptr::into_foreign`.
-        unsafe {
-            let data = (*self.ptr.as_ptr()).private_data;
-            bindings::shrinker_free(self.ptr.as_ptr());
-            drop(T::Ptr::from_foreign(data));
-        }
+        // SAFETY: By the type invariant the shrinker is ours and registered.
+        let data = unsafe { (*self.ptr.as_ptr()).private_data };
+        // SAFETY: As above; this unregisters it and waits for running
+        // callbacks, after which nothing uses `data`.
+        unsafe { bindings::shrinker_free(self.ptr.as_ptr()) };
+        // SAFETY: `data` came from `T::Ptr::into_foreign` (type invariant)
+        // and the freed shrinker no longer holds it.
+        drop(unsafe { T::Ptr::from_foreign(data) });
     }
 }
 
@@ -182,17 +180,7 @@ unsafe extern "C" fn count_objects_fn<T: Shrinker>(
     // SAFETY: `private_data` came from `T::Ptr::into_foreign` and is not
     // taken back before the shrinker is freed, which waits for us.
     let me = unsafe { T::Ptr::borrow((*s).private_data) };
-    let Some(ptr) = NonNull::new(sc) else {
-        return 0;
-    };
-    T::count_objects(
-        me,
-        ShrinkControl {
-            ptr,
-            _ref: PhantomData,
-        },
-    )
-    .0
+    ShrinkControl::of_call(sc).map_or(0, |sc| T::count_objects(me, sc).0)
 }
 
 /// # Safety
@@ -204,15 +192,5 @@ unsafe extern "C" fn scan_objects_fn<T: Shrinker>(
 ) -> usize {
     // SAFETY: As in `count_objects_fn`.
     let me = unsafe { T::Ptr::borrow((*s).private_data) };
-    let Some(ptr) = NonNull::new(sc) else {
-        return ScanObjects::STOP.0;
-    };
-    T::scan_objects(
-        me,
-        ShrinkControl {
-            ptr,
-            _ref: PhantomData,
-        },
-    )
-    .0
+    ShrinkControl::of_call(sc).map_or(ScanObjects::STOP.0, |sc| T::scan_objects(me, sc).0)
 }
