@@ -38,32 +38,36 @@ fn main() -> ExitCode {
             },
             None => usage(),
         },
-        Some("workload") => match workload::Options::parse(&args[1..]) {
-            Ok(opts) => match workload::run(&opts) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("balloon-guest workload: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("balloon-guest workload: {e}");
-                usage()
-            }
-        },
-        Some("mechanisms") => match mechanisms::Options::parse(&args[1..]) {
-            Ok(opts) => match mechanisms::run(&opts) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("balloon-guest mechanisms: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("balloon-guest mechanisms: {e}");
-                usage()
-            }
-        },
+        Some("workload") => subcommand(
+            "workload",
+            workload::Options::parse(&args[1..]),
+            workload::run,
+        ),
+        Some("mechanisms") => subcommand(
+            "mechanisms",
+            mechanisms::Options::parse(&args[1..]),
+            mechanisms::run,
+        ),
         _ => usage(),
+    }
+}
+
+/// Runs subcommand `name` with its parsed options; a parse error prints
+/// the usage.
+fn subcommand<O>(
+    name: &str,
+    opts: Result<O, String>,
+    run: impl FnOnce(&O) -> Result<(), String>,
+) -> ExitCode {
+    match opts.map(|o| run(&o)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("balloon-guest {name}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("balloon-guest {name}: {e}");
+            usage()
+        }
     }
 }

@@ -303,17 +303,20 @@ pub fn run(opts: &Options) -> Result<(), String> {
         flavour: "v2",
         before,
         steps: &seen,
-        error: error.clone(),
-        restore_failures: restore_failures.clone(),
+        error,
+        restore_failures,
         after: Snapshot::take(own, opts),
     };
     let text = serde_json::to_string(&report).map_err(|e| e.to_string())?;
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{text}");
     let _ = stdout.flush();
-    match (error, restore_failures.is_empty()) {
+    match (report.error, report.restore_failures.is_empty()) {
         (Some(e), _) => Err(e),
-        (None, false) => Err(format!("not restored: {}", restore_failures.join("; "))),
+        (None, false) => Err(format!(
+            "not restored: {}",
+            report.restore_failures.join("; ")
+        )),
         (None, true) => Ok(()),
     }
 }

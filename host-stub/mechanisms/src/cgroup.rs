@@ -192,7 +192,7 @@ impl VmCgroup {
     pub fn set_limit(&self, mib: Option<u64>) -> Result<()> {
         let value = match mib {
             Some(m) => {
-                if let CgroupFs::V2(_) = self.fs {
+                if self.is_v2() {
                     let over = self.usage_mib()?.saturating_sub(m);
                     if over > 0 && self.dir.join("memory.reclaim").exists() {
                         self.reclaim(over)?;
@@ -212,7 +212,7 @@ impl VmCgroup {
     /// got less).
     pub fn reclaim(&self, mib: u64) -> Result<bool> {
         let file = self.dir.join("memory.reclaim");
-        if !matches!(self.fs, CgroupFs::V2(_)) || !file.exists() {
+        if !self.is_v2() || !file.exists() {
             return Err(Error::Host(format!(
                 "no memory.reclaim in {} (cgroup v2 on Linux 5.19 or later has it)",
                 self.dir.display()
@@ -245,7 +245,7 @@ impl VmCgroup {
         let text = read_trim(&self.dir.join("memory.stat"))?;
         let mut m = CgroupMem::parse(&self.fs, &text);
         m.current = self.usage_mib()? as f64;
-        if let CgroupFs::V2(_) = self.fs {
+        if self.is_v2() {
             if let Ok(b) = read_bytes(&self.dir.join("memory.swap.current")) {
                 m.swap = b as f64 / MIB;
             }
@@ -255,7 +255,7 @@ impl VmCgroup {
 
     /// How often the kernel acted on the cgroup (`memory.events`, v2 only).
     pub fn events(&self) -> Result<CgroupEvents> {
-        if !matches!(self.fs, CgroupFs::V2(_)) {
+        if !self.is_v2() {
             return Err(Error::Host("memory.events is cgroup v2's".into()));
         }
         Ok(CgroupEvents::parse(&read_trim(
