@@ -85,18 +85,54 @@ fn no_proactive_compaction(g: &mut Guest) -> Result<()> {
     Ok(())
 }
 
+/// Free memory beyond the balloon that the fragmenting workload leaves
+/// the guest (MiB): the workload's own kernel memory (page tables, a VMA per
+/// hole) and the guest's activity while it runs come out of it.
+const BLOCK_HEADROOM_MIB: u64 = 64;
+
 /// What one driver's inflation of a fragmented guest left the host: QEMU's
 /// huge pages (KiB) before and after, and how far its RSS fell.
 struct HostPages {
     huge_before: u64,
     huge_after: u64,
     rss_fell: u64,
+    /// The guest's free memory in 2 MiB blocks or larger before the
+    /// inflation (MiB, from `/proc/buddyinfo`).
+    free_blocks_mib: u64,
+    /// How much of the balloon came in 2 MiB blocks (MiB; balloon_rs's
+    /// debugfs, 0 for C, whose pages are all 4 KiB).
+    balloon_blocks_mib: u64,
+}
+
+/// The guest's free memory in blocks of 2 MiB or more (order 9 and up),
+/// in MiB, summed over its zones from `/proc/buddyinfo`.
+fn free_block_mib(g: &mut Guest) -> Result<u64> {
+    let text = g.sh("cat /proc/buddyinfo")?;
+    let mut pages = 0u64;
+    for line in text.lines() {
+        // "Node 0, zone   Normal  c0 c1 ... c10": counts follow the zone name.
+        let counts = line.split_whitespace().skip(4);
+        for (order, count) in counts.enumerate().skip(9) {
+            let count: u64 = count.parse().map_err(|_| qemu_test::Error::Parse {
+                what: "/proc/buddyinfo".into(),
+                detail: line.to_string(),
+            })?;
+            pages += count << order;
+        }
+    }
+    Ok(pages / 256)
 }
 
 /// Boots a guest with `driver`, writes nearly all its memory once (the host
-/// backs it with 2 MiB pages), fragments it (a workload holds half the
-/// guest and gives every other 16 KiB back: a quarter of the guest in
-/// holes smaller than a huge page), and balloons a quarter of the guest.
+/// backs it with 2 MiB pages), fragments it (a workload holds up to half
+/// the guest and gives every other 16 KiB back: holes smaller than a huge
+/// page), and balloons a quarter of the guest.
+///
+/// The workload leaves the balloon's worth of free 2 MiB blocks plus
+/// [`BLOCK_HEADROOM_MIB`] (a debug guest, whose KASAN shadow takes an
+/// eighth of it, would otherwise have fewer free blocks than the balloon,
+/// and which holes fill the rest decides the result); the guest's free
+/// blocks before the inflation are checked as the test's premise.
 fn inflate_fragmented(driver: Driver) -> Result<HostPages> {
     let mut g = Guest::boot(GuestConfig::new(&format!("thp-{driver}"))?)?;
     g.load(driver)?;
@@ -117,14 +153,27 @@ fn inflate_fragmented(driver: Driver) -> Result<HostPages> {
             .unwrap_or_default()
             .trim()
     );
+    let balloon = size / 4;
+    let avail = g.meminfo()?.mib("MemAvailable")?;
+    let workload = (size / 2).min(avail.saturating_sub(balloon + BLOCK_HEADROOM_MIB));
     start_workload(
         &mut g,
-        size / 2,
+        workload,
         "--content random --hold 0 --free-one-in 2 --hole-kib 16",
     )?;
     let (huge_before, rss_before) = (g.anon_huge_kib()?, g.rss_kib()?);
-    resize(&mut g, size - size / 4)?;
+    let free_blocks_mib = free_block_mib(&mut g)?;
+    ensure!(
+        free_blocks_mib >= balloon,
+        "premise: the guest has only {free_blocks_mib} MiB free in 2 MiB blocks for a \
+         {balloon} MiB balloon (a {workload} MiB workload of {avail} MiB available)"
+    );
+    resize(&mut g, size - balloon)?;
     let (huge_after, rss_after) = (g.anon_huge_kib()?, g.rss_kib()?);
+    let balloon_blocks_mib = match driver {
+        Driver::BalloonRs => g.balloon_rs_status()?.get(BLOCK_COUNTER)? / 256,
+        Driver::C => 0,
+    };
     stop_workload(&mut g)?;
     resize(&mut g, size)?;
     g.unload(driver)?;
@@ -133,17 +182,20 @@ fn inflate_fragmented(driver: Driver) -> Result<HostPages> {
         huge_before,
         huge_after,
         rss_fell: rss_before.saturating_sub(rss_after),
+        free_blocks_mib,
+        balloon_blocks_mib,
     })
 }
 
-/// The same fragmented guest (half of it held by a workload that gave
-/// every other 16 KiB back), a quarter ballooned, once per driver: the host
-/// frees about the same memory for both (RSS falls by at least 3/4 of the
-/// balloon, within 1/8 of the guest of each other), but QEMU keeps at
-/// least 1/32 of the guest more in huge pages after balloon_rs, which takes
-/// whole 2 MiB blocks, than after C, whose 4 KiB pages come from the
-/// holes and split the huge page around each (expected on the normal kernel: C breaks the workload's
-/// half, balloon_rs only the quarter it takes).
+/// The same fragmented guest (up to half of it held by a workload that gave
+/// every other 16 KiB back, the balloon's worth of 2 MiB blocks left free),
+/// a quarter ballooned, once per driver: the host frees about the same
+/// memory for both (RSS falls by at least 3/4 of the balloon, within 1/8 of
+/// the guest of each other), but QEMU keeps at least 1/32 of the guest more
+/// in huge pages after balloon_rs, which takes whole 2 MiB blocks, than
+/// after C, whose 4 KiB pages come from the holes and split the huge page
+/// around each (C breaks the workload's part, balloon_rs only the quarter
+/// it takes).
 #[test]
 fn balloon_rs_keeps_more_host_huge_pages_than_c_on_a_fragmented_guest() -> Result<()> {
     let size = GuestConfig::new("thp")?.mem_mib;
@@ -151,13 +203,17 @@ fn balloon_rs_keeps_more_host_huge_pages_than_c_on_a_fragmented_guest() -> Resul
     let c = inflate_fragmented(Driver::C)?;
     let mib = |kib: u64| kib / 1024;
     let report = format!(
-        "huge pages before/after, RSS fell (MiB): balloon_rs {}/{}, {}; C {}/{}, {}",
+        "huge pages before/after, RSS fell, guest's free 2 MiB blocks, balloon in \
+         blocks (MiB): balloon_rs {}/{}, {}, {}, {}; C {}/{}, {}, {}",
         mib(rs.huge_before),
         mib(rs.huge_after),
         mib(rs.rss_fell),
+        rs.free_blocks_mib,
+        rs.balloon_blocks_mib,
         mib(c.huge_before),
         mib(c.huge_after),
-        mib(c.rss_fell)
+        mib(c.rss_fell),
+        c.free_blocks_mib
     );
     eprintln!("{report}");
     let balloon_kib = size / 4 * 1024;
@@ -174,10 +230,10 @@ fn balloon_rs_keeps_more_host_huge_pages_than_c_on_a_fragmented_guest() -> Resul
         "the host freed different amounts; {report}"
     );
     // 1/32 of the guest (16 or 32 huge pages): the two guests' huge pages
-    // differ by a few before the inflation; on the debug kernel its own
-    // unmovable allocations (the workload's VMAs, KASAN, kmemleak) break up
-    // part of the free memory balloon_rs would take blocks from, and one
-    // run kept 52 MiB more of 1 GiB (the normal kernel: 134 of 512).
+    // differ by a few before the inflation. Runs kept 134 MiB more of 512
+    // (normal kernel) and 172 MiB more of 1 GiB (debug kernel; before the
+    // workload left the balloon's worth of free blocks, a debug run whose
+    // balloon had to come partly from the holes kept only 12 MiB more).
     ensure!(
         rs.huge_after >= c.huge_after + size * 1024 / 32,
         "balloon_rs did not keep more host huge pages than C; {report}"
