@@ -75,7 +75,10 @@ impl<T: OomHandler> OomNotifier<T> {
         }
         r
     }
+}
 
+// No bound on `T`: the drop below calls it too.
+impl<T> OomNotifier<T> {
     /// Takes the notifier off the chain; waits for running calls.
     pub(crate) fn unregister(&self) {
         if self.registered.swap(false, Ordering::AcqRel) {
@@ -88,10 +91,7 @@ impl<T: OomHandler> OomNotifier<T> {
 #[pinned_drop]
 impl<T> PinnedDrop for OomNotifier<T> {
     fn drop(self: Pin<&mut Self>) {
-        if self.registered.swap(false, Ordering::AcqRel) {
-            // SAFETY: It was registered (type invariant).
-            unsafe { bindings::unregister_oom_notifier(self.nb.get()) };
-        }
+        self.unregister();
     }
 }
 

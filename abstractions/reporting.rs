@@ -102,7 +102,10 @@ impl<T: Reporter> PageReporting<T> {
         }
         r
     }
+}
 
+// No bound on `T`: the drop below calls it too.
+impl<T> PageReporting<T> {
     /// Stops reporting; waits for a running report.
     pub(crate) fn unregister(&self) {
         if self.registered.swap(false, Ordering::AcqRel) {
@@ -115,10 +118,7 @@ impl<T: Reporter> PageReporting<T> {
 #[pinned_drop]
 impl<T> PinnedDrop for PageReporting<T> {
     fn drop(self: Pin<&mut Self>) {
-        if self.registered.swap(false, Ordering::AcqRel) {
-            // SAFETY: It was registered (type invariant).
-            unsafe { bindings::page_reporting_unregister(self.info.get()) };
-        }
+        self.unregister();
     }
 }
 
